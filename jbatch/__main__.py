@@ -1,0 +1,3 @@
+from jbatch.cli import run
+
+run()

@@ -1,0 +1,93 @@
+"""The jbatch command: `jbatch --config=experiments/<name>.py --workdir=DIR`.
+
+A config names one study (config.study) or a suite (config.study='suite',
+config.suite=names, one sub-config per name). Every config is validated
+before the work folder is touched; a problem is one line on stderr and exit
+status 2. Then each study runs its grid, appending records to
+DIR/results.jsonl, and DIR/report.md is written from them.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jbatch.errors import UserError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "An experiments/*.py config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: config.json, results.jsonl, report.md.")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rewrite report.md from the records.")
+
+
+def fail(message):
+  print(f"jbatch: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e).splitlines()[0])
+  except (AttributeError, KeyError) as e:
+    fail(f"the config has no field {str(e).strip(chr(34))}; check the spelling of the "
+         "--config.<field> override against the config file")
+  except Exception as e:  # a config file that does not load
+    fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip())
+
+
+def plan(config):
+  """[(study module, its config)], every one validated; raises UserError."""
+  from jbatch.studies import STUDIES
+  if config.study == "suite":
+    names = list(config.suite)
+    configs = [config.get(n) for n in names]
+  else:
+    names, configs = [config.study], [config]
+  out = []
+  for name, cfg in zip(names, configs):
+    if name not in STUDIES:
+      raise UserError(f"unknown study {name!r}; choose one of {', '.join(sorted(STUDIES))}")
+    if cfg is None:
+      raise UserError(f"the suite lists {name!r} but the config has no {name} section")
+    STUDIES[name].validate(cfg)
+    out.append((STUDIES[name], cfg))
+  return out
+
+
+def main(argv):
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}; use --config=... --workdir=...")
+  if _CONFIG.value is None:
+    fail("give a config: --config=experiments/quickstart.py")
+  if not _WORKDIR.value:
+    fail("give a run folder: --workdir=runs/NAME")
+  from jbatch.results import report
+  from jbatch.studies import STUDIES
+  workdir, config = _WORKDIR.value, _CONFIG.value
+  if _REPORT_ONLY.value:
+    print(report.write(workdir, STUDIES))
+    return
+  try:
+    studies = plan(config)
+  except UserError as e:
+    fail(str(e))
+  os.makedirs(workdir, exist_ok=True)
+  tmp = os.path.join(workdir, "config.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(config.to_dict(), f, indent=2, default=str)
+  os.replace(tmp, os.path.join(workdir, "config.json"))
+  for module, cfg in studies:
+    try:
+      module.run(cfg, workdir)
+    except UserError as e:  # found only once data was loaded
+      fail(str(e))
+    report.write(workdir, STUDIES)
+  print(f"report: {os.path.join(workdir, 'report.md')}")
+
+
+def run():
+  app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,34 @@
+"""The in-memory dataset every source returns."""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  name: str
+  train_x: np.ndarray  # float32, (N, features) or (N, H, W, C)
+  train_y: np.ndarray  # int32 class labels
+  test_x: np.ndarray
+  test_y: np.ndarray
+  num_classes: int
+
+  @property
+  def input_shape(self):
+    return tuple(self.train_x.shape[1:])
+
+  @property
+  def num_train(self):
+    return len(self.train_x)
+
+  def describe(self):
+    return {"dataset": self.name, "num_train": self.num_train,
+            "num_test": len(self.test_x), "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes}
+
+
+def standardize(train_x, test_x):
+  """Zero mean, unit variance from the training set's statistics."""
+  mean, std = train_x.mean(), train_x.std()
+  return ((train_x - mean) / std).astype(np.float32), ((test_x - mean) / std).astype(np.float32)

@@ -1,0 +1,51 @@
+"""Dataset names -> sources. `check` is cheap and runs before any work; `load` reads.
+
+Names: synthetic, mnist1d, mnist and fashion_mnist (idx files in data_dir),
+cifar10 and any other TFDS name as tfds:<name> (prepared data only).
+"""
+
+from jbatch import config as config_lib
+from jbatch.data import idx, mnist1d, synthetic, tfds_source
+from jbatch.errors import UserError
+
+NAMES = ("synthetic", "mnist1d", "mnist", "fashion_mnist", "cifar10", "tfds:<name>")
+
+
+def _tfds_name(name):
+  if name == "cifar10":
+    return "cifar10"
+  return name[len("tfds:"):] if name.startswith("tfds:") else None
+
+
+def check(config):
+  """Validate the dataset choice; returns the training-set size when it is known cheaply."""
+  name = config.dataset
+  if name == "synthetic":
+    s = config.synthetic
+    if s.num_train <= 0 or s.num_test <= 0 or s.num_classes < 2:
+      raise UserError("synthetic data needs num_train > 0, num_test > 0 and num_classes >= 2")
+    return s.num_train
+  if name == "mnist1d":
+    mnist1d.check()
+    return None
+  if name in idx.FOLDERS:
+    paths = idx.check(name, config_lib.data_dir(config))
+    return idx._header(paths["train_x"], idx.IMAGE_MAGIC)[0]
+  if _tfds_name(name):
+    tfds_source.check(_tfds_name(name), config_lib.data_dir(config))
+    return None
+  raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def load(config):
+  name = config.dataset
+  check(config)
+  if name == "synthetic":
+    s = config.synthetic
+    return synthetic.make(s.num_train, s.num_test, tuple(s.input_shape), s.num_classes,
+                          seed=config.seed)
+  if name == "mnist1d":
+    return mnist1d.load(seed=config.seed)
+  if name in idx.FOLDERS:
+    return idx.load(name, config_lib.data_dir(config))
+  return tfds_source.load(_tfds_name(name), config_lib.data_dir(config))

@@ -1,0 +1,52 @@
+"""Fields every record carries, so that a line of results.jsonl describes itself."""
+
+import datetime
+import functools
+import os
+import platform
+import subprocess
+import sys
+
+import jax
+
+
+@functools.cache
+def git_rev():
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                         text=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
+
+
+def versions():
+  """Library versions; optional libraries only if this process already imported them."""
+  import flax
+  import numpy
+  import optax
+  out = {"python": platform.python_version(), "jax": jax.__version__,
+         "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
+         "flax": flax.__version__, "optax": optax.__version__, "numpy": numpy.__version__}
+  for name in ("torch", "tensorflow", "grain"):
+    module = sys.modules.get(name)
+    if module is not None:
+      out[name] = getattr(module, "__version__", "unknown")
+  return out
+
+
+def now():
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def base(study, run_id, config, *, framework, device_kind, device_name, n_devices, batch_size,
+         started, seconds, status="ok"):
+  return {"study": study, "run_id": run_id, "status": status, "framework": framework,
+          "device_kind": device_kind, "device_name": device_name, "n_devices": n_devices,
+          "model": config.model, "dataset": config.dataset, "batch_size": batch_size,
+          "seed": config.seed, "last_batch": config.last_batch, "config": config.to_dict(),
+          "versions": versions(), "git_rev": git_rev(), "host_cpus": os.cpu_count(),
+          "started": started, "seconds": round(seconds, 3)}

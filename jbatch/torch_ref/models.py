@@ -1,0 +1,99 @@
+"""PyTorch twins of jbatch's Flax models, and weight copying from the Flax side.
+
+Copying weights and comparing outputs, then a few train steps, is how parity
+is checked (AlgoPerf's way): tests/test_torch_parity.py.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+from flax import nnx
+
+
+class MLP(nn.Module):
+
+  def __init__(self, in_features, num_classes, depth=6, width=64, batchnorm=True):
+    super().__init__()
+    sizes = [in_features] + [width] * depth
+    self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+    self.norm = nn.BatchNorm1d(width) if batchnorm else None
+    self.out = nn.Linear(width, num_classes)
+
+  def forward(self, x):
+    x = x.flatten(1)
+    for layer in self.hidden:
+      x = torch.relu(layer(x))
+    if self.norm is not None:
+      x = self.norm(x)
+    return self.out(x)
+
+
+class CNN(nn.Module):
+
+  def __init__(self, in_shape, num_classes, channels=(32, 64), hidden=128, batchnorm=False):
+    super().__init__()
+    height, width, in_ch = in_shape
+    layers = []
+    for out_ch in channels:
+      layers += [nn.Conv2d(in_ch, out_ch, 3)] + ([nn.BatchNorm2d(out_ch)] if batchnorm else [])
+      layers.append(nn.ReLU())
+      in_ch, height, width = out_ch, height - 2, width - 2
+    self.features = nn.Sequential(*layers, nn.MaxPool2d(2))
+    self.dense = nn.Linear((height // 2) * (width // 2) * in_ch, hidden)
+    self.out = nn.Linear(hidden, num_classes)
+
+  def forward(self, x):  # x: NHWC like the JAX side; features run in NCHW
+    x = self.features(x.permute(0, 3, 1, 2))
+    x = x.permute(0, 2, 3, 1).flatten(1)  # flatten in HWC order, as Flax does
+    return self.out(torch.relu(self.dense(x)))
+
+
+def build(config, input_shape, num_classes):
+  if config.model == "mlp":
+    c = config.mlp
+    return MLP(int(np.prod(input_shape)), num_classes, c.depth, c.width, c.batchnorm)
+  if config.model == "cnn":
+    c = config.cnn
+    return CNN(tuple(input_shape), num_classes, tuple(c.channels), c.hidden, c.batchnorm)
+  raise NotImplementedError(f"no PyTorch twin of model {config.model!r} yet")
+
+
+def _copy_linear(dst, src):
+  dst.weight.data = torch.from_numpy(np.asarray(src.kernel[...]).T.copy())
+  dst.bias.data = torch.from_numpy(np.asarray(src.bias[...]).copy())
+
+
+def _copy_conv(dst, src):
+  # Flax HWIO -> PyTorch OIHW
+  dst.weight.data = torch.from_numpy(np.asarray(src.kernel[...]).transpose(3, 2, 0, 1).copy())
+  dst.bias.data = torch.from_numpy(np.asarray(src.bias[...]).copy())
+
+
+def _copy_bn(dst, src):
+  dst.weight.data = torch.from_numpy(np.asarray(src.scale[...]).copy())
+  dst.bias.data = torch.from_numpy(np.asarray(src.bias[...]).copy())
+  dst.running_mean.data = torch.from_numpy(np.asarray(src.mean[...]).copy())
+  dst.running_var.data = torch.from_numpy(np.asarray(src.var[...]).copy())
+
+
+def copy_from_flax(torch_model, flax_model):
+  """Load a Flax MLP or CNN's weights into its PyTorch twin, in place."""
+  if isinstance(torch_model, MLP):
+    for dst, src in zip(torch_model.hidden, flax_model.hidden):
+      _copy_linear(dst, src)
+    if torch_model.norm is not None:
+      _copy_bn(torch_model.norm, flax_model.norm)
+  else:
+    convs = [m for m in torch_model.features if isinstance(m, nn.Conv2d)]
+    norms = [m for m in torch_model.features if isinstance(m, nn.BatchNorm2d)]
+    for dst, src in zip(convs, flax_model.convs):
+      _copy_conv(dst, src)
+    for dst, src in zip(norms, [n for n in flax_model.norms if n is not None]):
+      _copy_bn(dst, src)
+    _copy_linear(torch_model.dense, flax_model.dense)
+  _copy_linear(torch_model.out, flax_model.out)
+  return torch_model
+
+
+def flax_params_as_numpy(flax_model):
+  return [np.asarray(x) for x in __import__("jax").tree.leaves(nnx.state(flax_model, nnx.Param))]

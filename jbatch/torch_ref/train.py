@@ -1,0 +1,65 @@
+"""PyTorch epochs over an in-memory dataset, the reference the JAX engine is timed against.
+
+Batches are gathered from tensors already in memory (on the GPU when one is
+used) by a per-epoch permutation, as the JAX engine does, so both sides time
+the training step and not a loader.
+"""
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jbatch.torch_ref.models import build
+
+
+def device_for(kind):
+  return torch.device("cuda" if kind == "gpu" else "cpu")
+
+
+def make_optimizer(cfg, params):
+  if cfg.name in ("sgd", "nesterov"):
+    return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum,
+                           nesterov=cfg.name == "nesterov", weight_decay=cfg.weight_decay)
+  if cfg.name == "adam":
+    return torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+  return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+class TorchRunner:
+
+  def __init__(self, config, dataset, device_kind, compile_model=False, model=None):
+    torch.manual_seed(config.seed)
+    self.device = device_for(device_kind)
+    self.model = (model or build(config, dataset.input_shape, dataset.num_classes)).to(self.device)
+    self.optimizer = make_optimizer(config.optimizer, self.model.parameters())
+    self.forward = torch.compile(self.model) if compile_model else self.model
+    self.x = torch.from_numpy(np.ascontiguousarray(dataset.train_x)).to(self.device)
+    self.y = torch.from_numpy(dataset.train_y.astype(np.int64)).to(self.device)
+    self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
+
+  def step(self, idx):
+    xb, yb = self.x[idx], self.y[idx]
+    self.optimizer.zero_grad(set_to_none=True)
+    logits = self.forward(xb)
+    loss = F.cross_entropy(logits, yb)
+    loss.backward()
+    self.optimizer.step()
+    return loss.detach() * len(idx), (logits.argmax(-1) == yb).sum()
+
+  def epoch(self, batch_size, last_batch):
+    """Runs one epoch; returns (seconds, mean loss, accuracy)."""
+    self.model.train()
+    n = len(self.x)
+    stop = n - n % batch_size if last_batch == "drop" else n
+    t0 = time.perf_counter()
+    perm = torch.randperm(n, generator=self.generator).to(self.device)
+    loss_sum = correct = 0
+    for start in range(0, stop, batch_size):
+      loss, right = self.step(perm[start:start + batch_size])
+      loss_sum, correct = loss_sum + loss, correct + right
+    if self.device.type == "cuda":
+      torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    return seconds, float(loss_sum) / stop, float(correct) / stop

@@ -1,0 +1,47 @@
+"""The one engine every study drives: a model, an optimizer and a device mesh.
+
+The model is split once; its state lives on the mesh (replicated), the
+dataset is put on the device whole, and compiled epochs are built per batch
+size on request.
+"""
+
+import jax
+
+from jbatch.train import loop, parallel, state as state_lib
+from jbatch.train.step import make_eval_step, make_train_step
+
+
+class Engine:
+
+  def __init__(self, model, tx, mesh):
+    self.mesh = mesh
+    self.graphdef, state = state_lib.create(model, tx)
+    self.state = jax.device_put(state, parallel.replicated(mesh))
+    self.train_step = make_train_step(self.graphdef, tx)
+    self.eval_step = make_eval_step(self.graphdef)
+    self.batch_sharding = parallel.batch_sharded(mesh)
+
+  @property
+  def n_devices(self):
+    return self.mesh.devices.size
+
+  @property
+  def device(self):
+    return self.mesh.devices.flat[0]
+
+  def put(self, *arrays):
+    """Whole arrays onto every device of the mesh; batches are gathered from them."""
+    return jax.device_put(arrays, parallel.replicated(self.mesh))
+
+  def fused_epoch(self, batch_size, num_train, last_batch):
+    return loop.make_fused_epoch(self.train_step, batch_size, num_train, last_batch,
+                                 self.batch_sharding)
+
+  def host_loop(self, batch_size, num_train, last_batch):
+    return loop.HostLoop(self.train_step, batch_size, num_train, last_batch, self.batch_sharding)
+
+  def evaluator(self, num_examples, batch_size):
+    return loop.make_evaluate(self.eval_step, num_examples, batch_size)
+
+  def model(self):
+    return state_lib.to_model(self.graphdef, self.state)

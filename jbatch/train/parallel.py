@@ -1,0 +1,43 @@
+"""Data parallelism by sharding: a 1-D mesh named 'data', parameters replicated.
+
+jax.jit inserts the all-reduce of gradients; BatchNorm statistics are taken
+over the global batch, so N devices compute what one device would.
+"""
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from jbatch.errors import UserError
+
+
+def devices_of_kind(kind):
+  """Local devices of a platform ('cpu', 'gpu', 'tpu'); empty if there are none."""
+  try:
+    return jax.local_devices(backend=kind)
+  except RuntimeError:
+    return []
+
+
+def available_kinds():
+  return [k for k in ("cpu", "gpu", "tpu") if devices_of_kind(k)]
+
+
+def make_mesh(kind="cpu", num_devices=0):
+  devices = devices_of_kind(kind)
+  if not devices:
+    raise UserError(f"no {kind} device is present; available: {', '.join(available_kinds())}")
+  if num_devices:
+    if num_devices > len(devices):
+      raise UserError(f"num_devices={num_devices} but only {len(devices)} {kind} devices exist")
+    devices = devices[:num_devices]
+  # Auto axes: jit propagates the batch sharding and inserts the collectives.
+  return Mesh(np.array(devices), ("data",), axis_types=(AxisType.Auto,))
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh):
+  return NamedSharding(mesh, P("data"))

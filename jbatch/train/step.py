@@ -1,0 +1,57 @@
+"""Pure train and eval steps over TrainState; nothing here touches the host.
+
+Metrics come back as sums (loss, correct, count) so that steps of different
+sizes, and devices, add up exactly; callers divide once at the end.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from jbatch.train.state import TrainState
+
+
+def _metrics(logits, labels, loss_sum):
+  correct = jnp.sum(jnp.argmax(logits, -1) == labels)
+  return {"loss_sum": loss_sum, "correct": correct, "count": jnp.asarray(labels.shape[0])}
+
+
+def make_loss(graphdef):
+  def loss_fn(params, model_state, x, y, train):
+    # copy: the merged Variables belong to this (grad) trace, so BatchNorm may update them.
+    model = nnx.merge(graphdef, params, model_state, copy=True)
+    logits = model(x, train=train)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    new_model_state = nnx.split(model, nnx.Param, ...)[2]
+    return losses.mean(), (logits, losses.sum(), new_model_state)
+  return loss_fn
+
+
+def make_train_step(graphdef, tx):
+  loss_fn = make_loss(graphdef)
+
+  def train_step(state, x, y):
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (_, (logits, loss_sum, model_state)), grads = grad_fn(
+        state.params, state.model_state, x, y, True)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = TrainState(params, model_state, opt_state, state.step + 1)
+    return new_state, _metrics(logits, y, loss_sum)
+
+  return train_step
+
+
+def make_eval_step(graphdef):
+  loss_fn = make_loss(graphdef)
+
+  def eval_step(state, x, y):
+    _, (logits, loss_sum, _) = loss_fn(state.params, state.model_state, x, y, False)
+    return _metrics(logits, y, loss_sum)
+
+  return eval_step
+
+
+def add_metrics(a, b):
+  return jax.tree.map(jnp.add, a, b)
