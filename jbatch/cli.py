@@ -39,6 +39,20 @@ def _parse_flags(argv):
     fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip())
 
 
+def _load_config():
+  given = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")]
+  if not given:
+    fail("give a config: --config=experiments/quickstart.py")
+  try:
+    config = _CONFIG.value
+    config.to_dict()  # config_flags hands back a stand-in that raises on first use
+    return config
+  except Exception as e:
+    if not os.path.isfile(given[-1]):
+      fail(f"config file {given[-1]} does not exist; check the path (configs are in experiments/)")
+    fail(f"config file {given[-1]} does not load: {type(e).__name__}: {str(e).splitlines()[-1]}")
+
+
 def plan(config):
   """[(study module, its config)], every one validated; raises UserError."""
   from jbatch.studies import STUDIES
@@ -61,13 +75,12 @@ def plan(config):
 def main(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}; use --config=... --workdir=...")
-  if _CONFIG.value is None:
-    fail("give a config: --config=experiments/quickstart.py")
+  config = _load_config()
   if not _WORKDIR.value:
     fail("give a run folder: --workdir=runs/NAME")
   from jbatch.results import report
   from jbatch.studies import STUDIES
-  workdir, config = _WORKDIR.value, _CONFIG.value
+  workdir = _WORKDIR.value
   if _REPORT_ONLY.value:
     print(report.write(workdir, STUDIES))
     return

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jbatch.data import shuffle
 from jbatch.train.step import add_metrics
 
 
@@ -41,7 +42,7 @@ def make_fused_epoch(train_step, batch_size, num_train, last_batch, batch_shardi
   full, tail = epoch_plan(num_train, batch_size, last_batch)
 
   def epoch(state, x, y, key):
-    perm = jax.random.permutation(key, num_train)
+    perm = shuffle.permutation(key, num_train)
 
     def body(state, idx):
       return train_step(state, *_gather(x, y, idx, batch_sharding))
@@ -62,7 +63,7 @@ class HostLoop:
   def __init__(self, train_step, batch_size, num_train, last_batch, batch_sharding=None):
     self.full, self.tail = epoch_plan(num_train, batch_size, last_batch)
     self.batch_size, self.num_train = batch_size, num_train
-    self.permute = jax.jit(functools.partial(jax.random.permutation, x=num_train))
+    self.permute = jax.jit(functools.partial(shuffle.permutation, n=num_train))
 
     def step(state, x, y, perm, i):
       idx = lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)

@@ -1,0 +1,51 @@
+"""Side by side, one process: the S4 model's epoch time, fused JAX vs its host loop vs PyTorch.
+
+  python scripts/bench_throughput.py [--epochs=3] [--num_train=135844] [--batch_sizes=100,1000,10000,full]
+      [--torch_compile] [--device_kind=cpu]
+
+Prints median epoch seconds per variant and the ratios torch_eager/jax_fused
+and jax_host/jax_fused (>1: fused JAX is faster). Each variant compiles and
+warms up first; compile time is printed apart. The variants alternate within
+a batch size so that machine noise hits them alike.
+"""
+
+from absl import app, flags
+
+from jbatch.data import registry
+from jbatch.studies import throughput
+
+_EPOCHS = flags.DEFINE_integer("epochs", 3, "timed epochs per variant")
+_NUM_TRAIN = flags.DEFINE_integer("num_train", 135_844, "synthetic training examples (seeds/004)")
+_BATCHES = flags.DEFINE_list("batch_sizes", ["100", "1000", "10000", "full"], "batch sizes")
+_COMPILE = flags.DEFINE_bool("torch_compile", False, "also time torch.compile")
+_KIND = flags.DEFINE_string("device_kind", "cpu", "cpu or gpu")
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "alternating rounds; the best median of each is kept")
+
+
+def main(_):
+  config = throughput.default_config()
+  config.synthetic.num_train = _NUM_TRAIN.value
+  config.epochs = _EPOCHS.value
+  dataset = registry.load(config)
+  variants = ["jax_fused", "jax_host", "torch_eager"] + (["torch_compile"] if _COMPILE.value else [])
+  print(f"S4 MLP, {dataset.num_train} examples, {config.epochs} epochs per round, "
+        f"device {_KIND.value}, last batch {config.last_batch}")
+  header = f"{'batch':>7} " + " ".join(f"{v + ' s':>16}" for v in variants)
+  print(header + f" {'torch/fused':>12} {'host/fused':>11}" + (" compile/fused" if _COMPILE.value else ""))
+  for b in _BATCHES.value:
+    b = dataset.num_train if b == "full" else int(b)
+    best = {}
+    for _ in range(_ROUNDS.value):
+      for v in variants:
+        point = {"framework": v.split("_")[0], "variant": v, "device_kind": _KIND.value, "batch_size": b}
+        s = throughput.run_point(config, dataset, point)["epoch_s_median"]
+        best[v] = min(best.get(v, s), s)
+    ratios = [best["torch_eager"] / best["jax_fused"], best["jax_host"] / best["jax_fused"]]
+    if _COMPILE.value:
+      ratios.append(best["torch_compile"] / best["jax_fused"])
+    print(f"{b:>7} " + " ".join(f"{best[v]:>16.4f}" for v in variants)
+          + "".join(f" {r:>11.2f}x" for r in ratios), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny configs built from the real ones, the shared data folder, a CLI runner."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+def data_dir():
+  return os.environ.get("JBATCH_DATA_DIR") or SHARED_DATA
+
+
+@pytest.fixture
+def mnist_dir():
+  d = data_dir()
+  if not os.path.exists(os.path.join(d, "mnist")):
+    pytest.skip(f"no MNIST idx files under {d}; set JBATCH_DATA_DIR")
+  return d
+
+
+def run_cli(*args, env=None, cwd=REPO):
+  """Runs `python -m jbatch ARGS` in a fresh process; returns the CompletedProcess."""
+  full_env = dict(os.environ, **(env or {}))
+  return subprocess.run([sys.executable, "-m", "jbatch", *args], capture_output=True, text=True,
+                        env=full_env, cwd=cwd, timeout=600)
+
+
+def run_python(code, env=None):
+  full_env = dict(os.environ, **(env or {}))
+  return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        env=full_env, cwd=REPO, timeout=600)

@@ -1,0 +1,108 @@
+"""The command line end to end: the main job, resuming, and every bad input."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import REPO, run_cli
+
+SMALL = os.path.join(REPO, "experiments", "throughput_small.py")
+REQUIRED = ("study", "run_id", "status", "framework", "device_kind", "device_name", "n_devices",
+            "model", "dataset", "batch_size", "seed", "config", "versions", "git_rev", "started",
+            "seconds", "last_batch")
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, "results.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_quickstart_end_to_end_then_resume(tmp_path):
+  workdir = str(tmp_path / "qs")
+  proc = run_cli(f"--config={REPO}/experiments/quickstart.py", f"--workdir={workdir}",
+                 "--config.throughput.epochs=1")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = _records(workdir)
+  variants = {r["variant"] for r in records}
+  assert {"jax_fused", "jax_host"} <= variants
+  for r in records:
+    assert r["status"] == "ok", r
+    for field in REQUIRED:
+      assert field in r, field
+    assert r["total_s"] > 0 and r["samples_per_sec"] > 0
+    assert r["steps_per_epoch"] == -(-20000 // r["batch_size"])  # partial last batch kept
+  fused = [r for r in records if r["variant"] == "jax_fused"]
+  assert all(r["flops_per_step"] > 0 and r["xla_total_bytes"] > 0 for r in fused)
+  report = open(os.path.join(workdir, "report.md")).read()
+  assert "Total seconds for 1 epochs" in report and "torch_eager / jax_fused" in report
+  assert os.path.exists(os.path.join(workdir, "throughput_total_seconds.png"))
+  # A second run finds every point done and adds nothing.
+  proc = run_cli(f"--config={REPO}/experiments/quickstart.py", f"--workdir={workdir}",
+                 "--config.throughput.epochs=1")
+  assert proc.returncode == 0 and "already done" in proc.stderr
+  assert len(_records(workdir)) == len(records)
+
+
+def test_a_new_batch_size_runs_only_that_point(tmp_path):
+  args = [f"--config={SMALL}", f"--workdir={tmp_path}", "--config.epochs=1",
+          "--config.variants=('jax_fused',)", "--config.pow2_probe=()",
+          "--config.synthetic.num_train=2000"]
+  assert run_cli(*args, "--config.batch_sizes=(500,)").returncode == 0
+  proc = run_cli(*args, "--config.batch_sizes=(500,1000)")
+  assert proc.returncode == 0
+  assert [r["batch_size"] for r in _records(tmp_path)] == [500, 1000]
+
+
+BAD = [
+    (["--config.batch_sizes=(0,)"], "not a positive integer"),
+    (["--config.batch_sizes=(9999999,)"], "larger than the"),
+    (["--config.model=nope"], "unknown model 'nope'"),
+    (["--config.dataset=nope"], "unknown dataset 'nope'"),
+    (["--config.dataset=mnist", "--config.data_dir=/nonexistent"], "no train-images-idx3-ubyte"),
+    (["--config.variants=('jax_slow',)"], "unknown variant"),
+    (["--config.last_batch=keep"], "last_batch='keep'"),
+    (["--config.optimizer.name=lamb"], "unknown optimizer"),
+    (["--config.no_such_field=1"], "no field"),
+    (["--config.epochs=abc"], "--config.epochs"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD)
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, extra, message):
+  workdir = tmp_path / "run"
+  proc = run_cli(f"--config={SMALL}", f"--workdir={workdir}", *extra)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("jbatch: error:")]
+  assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  assert not workdir.exists()
+
+
+def test_bad_input_never_damages_results_already_written(tmp_path, mnist_dir):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "results.jsonl").write_text('{"run_id": "x", "status": "ok"}\n')
+  corrupt = tmp_path / "data" / "mnist"
+  shutil.copytree(os.path.join(mnist_dir, "mnist"), corrupt)
+  (corrupt / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+  proc = run_cli(f"--config={SMALL}", f"--workdir={workdir}", "--config.dataset=mnist",
+                 f"--config.data_dir={tmp_path / 'data'}")
+  assert proc.returncode == 2 and "replace" in proc.stderr
+  assert (workdir / "results.jsonl").read_text() == '{"run_id": "x", "status": "ok"}\n'
+  assert sorted(os.listdir(workdir)) == ["results.jsonl"]
+
+
+def test_batch_not_divisible_by_device_count(tmp_path):
+  proc = run_cli(f"--config={SMALL}", f"--workdir={tmp_path / 'run'}", "--config.batch_sizes=(100,)",
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert proc.returncode == 2 and "not divisible by the 8 devices" in proc.stderr
+
+
+def test_missing_config_and_workdir(tmp_path):
+  assert run_cli(f"--workdir={tmp_path}").returncode == 2
+  proc = run_cli(f"--config={SMALL}")
+  assert proc.returncode == 2 and "--workdir" in proc.stderr
+  proc = run_cli("--config=experiments/none.py", f"--workdir={tmp_path / 'r'}")
+  assert proc.returncode == 2 and not (tmp_path / "r").exists()

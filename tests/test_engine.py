@@ -1,0 +1,100 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jbatch import config as config_lib
+from jbatch.data import synthetic
+from jbatch.errors import UserError
+from jbatch.models import registry
+from jbatch.train import loop, optim, parallel
+from jbatch.train.engine import Engine
+
+
+def _engine(c, ds):
+  model = registry.build(c, ds.input_shape, ds.num_classes, seed=0)
+  return Engine(model, optim.make(c.optimizer), parallel.make_mesh("cpu", 1))
+
+
+def _params(state):
+  return np.concatenate([np.ravel(a) for a in jax.tree.leaves(state.params)])
+
+
+@pytest.mark.parametrize("last_batch", ["partial", "drop"])
+def test_fused_and_host_loop_reach_the_same_parameters(last_batch):
+  c = config_lib.base()
+  ds = synthetic.make(1030, 10, (32,), 10, seed=0)
+  results = []
+  for mode in ("fused", "host"):
+    eng = _engine(c, ds)
+    x, y = eng.put(ds.train_x, ds.train_y)
+    run = (eng.fused_epoch(100, ds.num_train, last_batch) if mode == "fused"
+           else eng.host_loop(100, ds.num_train, last_batch))
+    state = eng.state
+    for e in range(2):
+      state, metrics = run(state, x, y, loop.epoch_key(0, e))
+    results.append((_params(state), int(state.step), loop.summarize(metrics)))
+  (p_fused, steps_fused, m_fused), (p_host, steps_host, m_host) = results
+  assert steps_fused == steps_host == 2 * (11 if last_batch == "partial" else 10)
+  np.testing.assert_allclose(p_fused, p_host, rtol=1e-5, atol=1e-6)
+  assert m_fused["loss"] == pytest.approx(m_host["loss"], rel=1e-5)
+
+
+def test_an_epoch_sees_every_example_once():
+  ds = synthetic.make(250, 10, (4,), 3, seed=0)
+  c = config_lib.base()
+  eng = _engine(c, ds)
+  x, y = eng.put(ds.train_x, ds.train_y)
+  state, metrics = eng.fused_epoch(100, 250, "partial")(eng.state, x, y, loop.epoch_key(0, 0))
+  assert int(metrics["count"]) == 250
+  _, metrics = eng.fused_epoch(100, 250, "drop")(state, x, y, loop.epoch_key(0, 1))
+  assert int(metrics["count"]) == 200
+
+
+def test_sgd_step_matches_the_update_rule_by_hand():
+  # One SGD step with momentum from zero state: params -= lr * grad.
+  c = config_lib.base()
+  c.mlp.batchnorm = False
+  ds = synthetic.make(64, 10, (8,), 4, seed=1)
+  eng = _engine(c, ds)
+  x, y = jnp.asarray(ds.train_x), jnp.asarray(ds.train_y)
+  from jbatch.train.step import make_loss
+  loss_fn = make_loss(eng.graphdef)
+  grads = jax.grad(lambda p: loss_fn(p, eng.state.model_state, x, y, True)[0])(eng.state.params)
+  expected = jax.tree.map(lambda p, g: p - c.optimizer.learning_rate * g, eng.state.params, grads)
+  new_state, _ = jax.jit(eng.train_step)(eng.state, x, y)
+  for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_evaluate_counts_every_test_example():
+  c = config_lib.base()
+  ds = synthetic.make(100, 1234, (8,), 4, seed=1)
+  eng = _engine(c, ds)
+  tx, ty = eng.put(ds.test_x, ds.test_y)
+  m = eng.evaluator(1234, 500)(eng.state, tx, ty)
+  assert int(m["count"]) == 1234
+  logits = eng.model()(jnp.asarray(ds.test_x), train=False)
+  assert int(m["correct"]) == int((jnp.argmax(logits, -1) == ds.test_y).sum())
+
+
+def test_optimizers_follow_pytorch_conventions():
+  c = config_lib.base().optimizer
+  c.name, c.weight_decay, c.momentum = "sgd", 0.1, 0.0
+  tx = optim.make(c)
+  params = {"w": jnp.array([1.0])}
+  updates, _ = tx.update({"w": jnp.array([0.5])}, tx.init(params), params)
+  # torch.optim.SGD: w - lr * (g + wd * w) = 1 - 0.01 * (0.5 + 0.1)
+  assert float(optax.apply_updates(params, updates)["w"][0]) == pytest.approx(1 - 0.01 * 0.6)
+  c.name = "lamb"
+  with pytest.raises(UserError, match="unknown optimizer"):
+    optim.make(c)
+
+
+def test_device_split_errors():
+  with pytest.raises(UserError, match="not divisible by the 8 devices"):
+    config_lib.check_devices(100, 8, 1000, "drop")
+  with pytest.raises(UserError, match="last_batch=drop"):
+    config_lib.check_devices(96, 8, 1004, "partial")  # a last batch of 44 examples
+  config_lib.check_devices(96, 8, 1004, "drop")

@@ -1,0 +1,47 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jbatch import config as config_lib
+from jbatch.errors import UserError
+from jbatch.models import registry
+from jbatch.models.mobilenet_v2 import MobileNetV2, make_divisible
+from jbatch.models.resnet import ResNet18
+
+
+def test_published_parameter_counts():
+  # torchvision: mobilenet_v2() 3,504,872; resnet18() 11,689,512.
+  assert registry.count_params(MobileNetV2(1000, variant="imagenet", rngs=nnx.Rngs(0))) == 3_504_872
+  assert registry.count_params(ResNet18(1000, variant="imagenet", rngs=nnx.Rngs(0))) == 11_689_512
+
+
+def test_mlp_of_seed004_counts_by_hand():
+  c = config_lib.base()
+  model = registry.build(c, (32,), 10, seed=0)
+  # 32*64+64 + 5*(64*64+64) + BN scale and bias 2*64 + 64*10+10
+  assert registry.count_params(model) == 2112 + 5 * 4160 + 128 + 650
+
+
+def test_output_shapes():
+  c = config_lib.base()
+  for name, shape in (("cnn", (28, 28, 1)), ("mobilenet_v2", (32, 32, 3)), ("resnet18", (32, 32, 3))):
+    c.model = name
+    model = registry.build(c, shape, 10, seed=0)
+    assert model(jnp.zeros((2, *shape)), train=False).shape == (2, 10)
+
+
+def test_width_multiplier_rounds_like_torchvision():
+  assert make_divisible(32 * 0.5) == 16
+  assert make_divisible(24 * 0.35) == 8
+  assert make_divisible(1280 * 1.4) == 1792
+
+
+def test_unknown_model_and_wrong_input_are_user_errors():
+  c = config_lib.base()
+  c.model = "vgg99"
+  with pytest.raises(UserError, match="unknown model 'vgg99'"):
+    registry.build(c, (32,), 10, seed=0)
+  c.model = "mobilenet_v2"
+  with pytest.raises(UserError, match="RGB"):
+    registry.build(c, (32,), 10, seed=0)

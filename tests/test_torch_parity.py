@@ -1,0 +1,44 @@
+"""The PyTorch reference computes what the JAX engine computes (weights copied across)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from jbatch import config as config_lib  # noqa: E402
+from jbatch.data import synthetic  # noqa: E402
+from jbatch.models import registry  # noqa: E402
+from jbatch.torch_ref import models as torch_models, train as torch_train  # noqa: E402
+from jbatch.train import optim, parallel  # noqa: E402
+from jbatch.train.engine import Engine  # noqa: E402
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_outputs_and_three_sgd_steps_match(model):
+  c = config_lib.base()
+  c.model = model
+  c.cnn.channels, c.cnn.hidden, c.cnn.batchnorm = (4, 8), 16, True
+  shape = (32,) if model == "mlp" else (10, 10, 1)
+  ds = synthetic.make(96, 8, shape, 10, seed=0)
+  eng = Engine(registry.build(c, shape, 10, seed=0), optim.make(c.optimizer),
+               parallel.make_mesh("cpu", 1))
+  tmodel = torch_models.copy_from_flax(torch_models.build(c, shape, 10), eng.model())
+  x = ds.train_x[:32]
+  with torch.no_grad():
+    tmodel.train()
+    t_out = tmodel(torch.from_numpy(x)).numpy()
+  np.testing.assert_allclose(eng.model()(jnp.asarray(x), train=True), t_out, rtol=1e-4, atol=1e-5)
+
+  runner = torch_train.TorchRunner(c, ds, "cpu", model=tmodel)
+  step = jax.jit(eng.train_step)
+  state = eng.state
+  for i in range(3):
+    idx = np.arange(32 * i, 32 * (i + 1))
+    state, _ = step(state, jnp.asarray(ds.train_x[idx]), jnp.asarray(ds.train_y[idx]))
+    runner.step(torch.from_numpy(idx))
+  eng.state = state
+  expected = torch_models.copy_from_flax(torch_models.build(c, shape, 10), eng.model())
+  for got, want in zip(tmodel.parameters(), expected.parameters()):
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-4, atol=1e-5)
