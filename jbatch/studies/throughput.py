@@ -130,7 +130,7 @@ def _run_jax(config, dataset, point):
   step_cost, step_mem = timing.cost(step_exe), timing.memory(step_exe)
   del xb, yb, step_exe
 
-  key = lambda e: loop.epoch_key(config.seed, e)
+  key = lambda e: engine.put(loop.epoch_key(config.seed, e))[0]  # on this mesh, not the default device
   if point["variant"] == "jax_fused":
     run_epoch, compile_s = timing.compile_timed(engine.fused_epoch(b, n, config.last_batch),
                                                 engine.state, x, y, key(0))
@@ -151,7 +151,8 @@ def _run_jax(config, dataset, point):
   fields = _epoch_fields(epoch_s, n, b, config.last_batch)
   fields.update(compile_s=compile_s, train_loss=summary["loss"], train_acc=summary["acc"],
                 device_name=engine.device.device_kind, n_devices=engine.n_devices,
-                flops_per_step=step_cost["flops"], peak_bytes=timing.device_peak_bytes(engine.device),
+                flops_per_step=step_cost["flops"],
+                process_peak_bytes=timing.device_peak_bytes(engine.device),
                 **step_mem)
   if step_cost["flops"]:
     flops_per_sec = step_cost["flops"] / b * fields["samples_per_sec"]
@@ -181,7 +182,7 @@ def _run_torch(config, dataset, point):
                 device_name=(torch.cuda.get_device_name() if runner.device.type == "cuda"
                              else "cpu"), torch_threads=torch.get_num_threads())
   if runner.device.type == "cuda":
-    fields["peak_bytes"] = torch.cuda.max_memory_allocated()
+    fields["process_peak_bytes"] = torch.cuda.max_memory_allocated()
   if not np.isfinite(results[-1][1]):
     fields["status"] = "diverged"
   return fields
@@ -240,11 +241,11 @@ def report(records, workdir):
                  key=lambda r: (r["device_kind"], r["batch_size"]))
   out.append(report_lib.table(
       ["device", "batch", "ms/step", "us/sample", "samples/s", "compile s", "GFLOP/s",
-       "of peak", "XLA bytes/step", "peak bytes"],
+       "of peak", "XLA bytes/step", "process peak bytes"],
       [[r["device_kind"], r["batch_size"], r["step_ms_median"], 1e6 / r["samples_per_sec"],
         r["samples_per_sec"], r["compile_s"],
         r["flops_per_sec"] / 1e9 if r.get("flops_per_sec") else None, r.get("fraction_of_peak"),
-        r.get("xla_total_bytes"), r.get("peak_bytes")] for r in fused]))
+        r.get("xla_total_bytes"), r.get("process_peak_bytes")] for r in fused]))
   probe = [r for r in fused if r["batch_size"] in (255, 256, 257, 1000, 1024)]
   if probe:
     out += ["", "Power-of-two probe (us per sample; a power of two is not special unless its "
