@@ -4,7 +4,6 @@ FLOPs and bytes come from XLA's own cost and memory analyses of the compiled
 program, not from hand counts.
 """
 
-import statistics
 import time
 
 import jax
@@ -78,6 +77,3 @@ def peak_flops(device, configured=0.0):
       return flops
   return None
 
-
-def median(values):
-  return statistics.median(values)

@@ -22,11 +22,6 @@ class Dataset:
   def num_train(self):
     return len(self.train_x)
 
-  def describe(self):
-    return {"dataset": self.name, "num_train": self.num_train,
-            "num_test": len(self.test_x), "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes}
-
 
 def standardize(train_x, test_x):
   """Zero mean, unit variance from the training set's statistics."""

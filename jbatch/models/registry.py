@@ -1,5 +1,6 @@
 """Model names -> Flax NNX modules, built from the config's section of the same name."""
 
+import jax
 from flax import nnx
 
 from jbatch.errors import UserError
@@ -58,5 +59,4 @@ def build(config, input_shape, num_classes, seed):
 
 
 def count_params(model):
-  import jax
   return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -7,7 +7,6 @@ is checked (AlgoPerf's way): tests/test_torch_parity.py.
 import numpy as np
 import torch
 from torch import nn
-from flax import nnx
 
 
 class MLP(nn.Module):
@@ -94,6 +93,3 @@ def copy_from_flax(torch_model, flax_model):
   _copy_linear(torch_model.out, flax_model.out)
   return torch_model
 
-
-def flax_params_as_numpy(flax_model):
-  return [np.asarray(x) for x in __import__("jax").tree.leaves(nnx.state(flax_model, nnx.Param))]
