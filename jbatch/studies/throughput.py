@@ -101,9 +101,8 @@ def run(config, workdir):
 
 
 def run_point(config, dataset, point):
-  if point["framework"] == "jax":
-    return _run_jax(config, dataset, point)
-  return _run_torch(config, dataset, point)
+  run = _run_jax if point["framework"] == "jax" else _run_torch
+  return {"num_train": dataset.num_train, **run(config, dataset, point)}
 
 
 def _epoch_fields(epoch_s, num_train, batch_size, last_batch):
@@ -195,8 +194,7 @@ def report(records, workdir):
     return "\n".join(out + ["No finished points yet."])
   first = ok[0]
   out.append(f"Model `{first['model']}`, dataset `{first['dataset']}` "
-             f"({first['config']['synthetic']['num_train'] if first['dataset'] == 'synthetic' else ''}"
-             f" examples), {first['config']['epochs']} timed epochs after "
+             f"({first.get('num_train')} training examples), {first['config']['epochs']} timed epochs after "
              f"{first['config']['warmup_epochs']} warm-up, last batch `{first['last_batch']}`, "
              f"{first['host_cpus']} host CPUs; devices: "
              + ", ".join(sorted({f"{r['device_kind']}={r['device_name']} x{r['n_devices']}" for r in ok}))
