@@ -49,4 +49,6 @@ def base(study, run_id, config, *, framework, device_kind, device_name, n_device
           "model": config.model, "dataset": config.dataset, "batch_size": batch_size,
           "seed": config.seed, "last_batch": config.last_batch, "config": config.to_dict(),
           "versions": versions(), "git_rev": git_rev(), "host_cpus": os.cpu_count(),
+          # Other work on the machine skews timings: the 1-minute load when the point ended.
+          "host_load_1m": round(os.getloadavg()[0], 2),
           "started": started, "seconds": round(seconds, 3)}
