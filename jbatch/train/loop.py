@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jbatch.data import shuffle
-from jbatch.train.step import add_metrics
+from jbatch.train.step import add_metrics, zero_metrics
 
 
 def epoch_plan(num_train, batch_size, last_batch):
@@ -65,12 +65,16 @@ class HostLoop:
     self.batch_size, self.num_train = batch_size, num_train
     self.permute = jax.jit(functools.partial(shuffle.permutation, n=num_train))
 
-    def step(state, x, y, perm, i):
+    # Metrics are summed inside the compiled step: an eager add per step would
+    # charge the host loop for dispatches that are not part of training.
+    def step(state, total, x, y, perm, i):
       idx = lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
-      return train_step(state, *_gather(x, y, idx, batch_sharding))
+      state, m = train_step(state, *_gather(x, y, idx, batch_sharding))
+      return state, add_metrics(total, m)
 
-    def tail_step(state, x, y, perm):
-      return train_step(state, *_gather(x, y, perm[self.full * batch_size:], batch_sharding))
+    def tail_step(state, total, x, y, perm):
+      state, m = train_step(state, *_gather(x, y, perm[self.full * batch_size:], batch_sharding))
+      return state, add_metrics(total, m)
 
     self.step = jax.jit(step, donate_argnums=0)
     self.tail_step = jax.jit(tail_step, donate_argnums=0)
@@ -79,20 +83,18 @@ class HostLoop:
     """Compiles the step (and the short last step) ahead of time; returns seconds."""
     t0 = time.perf_counter()
     perm = self.permute(jax.random.key(0))
-    self.step = self.step.lower(state, x, y, perm, 0).compile()
+    self.step = self.step.lower(state, zero_metrics(), x, y, perm, 0).compile()
     if self.tail:
-      self.tail_step = self.tail_step.lower(state, x, y, perm).compile()
+      self.tail_step = self.tail_step.lower(state, zero_metrics(), x, y, perm).compile()
     return time.perf_counter() - t0
 
   def __call__(self, state, x, y, key):
     perm = self.permute(key)
-    metrics = None
+    metrics = zero_metrics()
     for i in range(self.full):
-      state, m = self.step(state, x, y, perm, i)
-      metrics = m if metrics is None else add_metrics(metrics, m)
+      state, metrics = self.step(state, metrics, x, y, perm, i)
     if self.tail:
-      state, m = self.tail_step(state, x, y, perm)
-      metrics = m if metrics is None else add_metrics(metrics, m)
+      state, metrics = self.tail_step(state, metrics, x, y, perm)
     return state, metrics
 
 

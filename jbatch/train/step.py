@@ -53,5 +53,9 @@ def make_eval_step(graphdef):
   return eval_step
 
 
+def zero_metrics():
+  return {"loss_sum": jnp.float32(0), "correct": jnp.int32(0), "count": jnp.int32(0)}
+
+
 def add_metrics(a, b):
   return jax.tree.map(jnp.add, a, b)
