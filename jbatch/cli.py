@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jbatch.errors import UserError
@@ -73,6 +73,7 @@ def plan(config):
 
 
 def main(argv):
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}; use --config=... --workdir=...")
   config = _load_config()

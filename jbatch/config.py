@@ -5,8 +5,10 @@ it needs. Validation runs before a folder is made or a dataset loaded, and
 every problem is a UserError whose one line says what to change.
 """
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 
 import ml_collections
@@ -24,7 +26,10 @@ def base():
   c.data_dir = ""  # empty: $JBATCH_DATA_DIR
   c.synthetic = ml_collections.ConfigDict(dict(
       num_train=135_844, num_test=10_000, input_shape=(32,), num_classes=10))
+  c.train_subset = 0  # N > 0: train on the first N training examples only
   c.model = "mlp"
+  # Convolutions: auto picks per platform (im2col on CPU, XLA's elsewhere; models/conv.py).
+  c.conv_impl = "auto"
   c.mlp = ml_collections.ConfigDict(dict(depth=6, width=64, batchnorm=True))
   c.cnn = ml_collections.ConfigDict(dict(channels=(32, 64), hidden=128, batchnorm=False))
   c.mobilenet_v2 = ml_collections.ConfigDict(dict(variant="cifar", width=1.0))
@@ -33,6 +38,7 @@ def base():
       name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=0.0))
   c.batch_sizes = (100, 1000)
   c.epochs = 1
+  c.examples = 0  # when > 0, the training length in examples instead of epochs
   # PyTorch's DataLoader keeps a last short batch by default ("partial");
   # "drop" skips it so that every step has the same shape.
   c.last_batch = "partial"
@@ -52,6 +58,8 @@ def validate_common(config, sizes, num_train):
     raise UserError(f"last_batch={config.last_batch!r}; choose one of {', '.join(LAST_BATCH_MODES)}")
   if config.epochs <= 0:
     raise UserError(f"epochs={config.epochs}; give a positive number of epochs")
+  if config.get("examples", 0) < 0:
+    raise UserError(f"examples={config.examples}; give 0 (use epochs) or a positive count")
   if not sizes:
     raise UserError("batch_sizes is empty; give at least one, e.g. --config.batch_sizes=100,1000")
   for b in sizes:
@@ -64,7 +72,8 @@ def validate_common(config, sizes, num_train):
 
 def batch_sizes(config, num_train):
   """config.batch_sizes with the word 'full' (the whole training set) resolved."""
-  return tuple(num_train if b == "full" else b for b in config.batch_sizes)
+  sizes = (num_train if b == "full" else b for b in config.batch_sizes)
+  return tuple(dict.fromkeys(sizes))  # each once, in order
 
 
 def check_devices(batch_size, n_devices, num_train, last_batch):
@@ -82,3 +91,37 @@ def fingerprint(config, ignore=("batch_sizes", "study")):
   """A short hash of what a run depends on, so resumes skip only truly finished work."""
   d = {k: v for k, v in config.to_dict().items() if k not in ignore}
   return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@dataclasses.dataclass(frozen=True)
+class Duration:
+  """A training length in steps for one batch size; the last epoch may be cut short."""
+  epochs: int
+  steps_per_epoch: int
+  total_steps: int
+
+  def steps_in(self, epoch):
+    return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
+
+
+def training_epochs(config, num_train):
+  """Length in epochs (maybe fractional): config.examples when set, else config.epochs."""
+  examples = config.get("examples", 0)
+  return examples / num_train if examples else config.epochs
+
+
+def duration(config, batch_size, num_train):
+  """The one place a duration in epochs or examples becomes steps for a batch size."""
+  full, tail = divmod(num_train, batch_size)
+  steps_per_epoch = full + (1 if tail and config.last_batch == "partial" else 0)
+  total = max(1, round(training_epochs(config, num_train) * steps_per_epoch))
+  return Duration(math.ceil(total / steps_per_epoch), steps_per_epoch, total)
+
+
+def names(value):
+  """A tuple of names from a config field; `--config.rules=none,linear` on the command line
+  arrives as one string 'none,linear' when the default has one element."""
+  if isinstance(value, str):
+    value = (value,)
+  out = [n.strip() for v in value for n in str(v).split(",") if n.strip()]
+  return tuple(dict.fromkeys(out))  # each once, in order

@@ -10,8 +10,11 @@ def test_append_read_and_finished(tmp_path):
   store.append(tmp_path, {"run_id": "a", "status": "error"})
   store.append(tmp_path, {"run_id": "a", "status": "ok"})
   store.append(tmp_path, {"run_id": "b", "status": "oom"})
-  assert [r["run_id"] for r in store.read(tmp_path)] == ["a", "a", "b"]
-  assert store.finished_run_ids(tmp_path) == {"a"}
+  store.append(tmp_path, {"run_id": "c", "status": "diverged"})
+  store.append(tmp_path, {"run_id": "d", "status": "ok"})
+  store.append(tmp_path, {"run_id": "d", "status": "error"})  # a rerun that failed: try again
+  assert [r["run_id"] for r in store.read(tmp_path)] == ["a", "a", "b", "c", "d", "d"]
+  assert store.finished_run_ids(tmp_path) == {"a", "b", "c"}
 
 
 def test_a_torn_last_line_is_skipped_and_not_glued_to_the_next(tmp_path):

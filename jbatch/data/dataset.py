@@ -22,6 +22,12 @@ class Dataset:
   def num_train(self):
     return len(self.train_x)
 
+  def first(self, n):
+    """The first n training examples (the test set unchanged); n=0 keeps them all."""
+    if not n or n >= self.num_train:
+      return self
+    return dataclasses.replace(self, train_x=self.train_x[:n], train_y=self.train_y[:n])
+
 
 def standardize(train_x, test_x):
   """Zero mean, unit variance from the training set's statistics."""

@@ -19,6 +19,14 @@ def _tfds_name(name):
 
 def check(config):
   """Validate the dataset choice; returns the training-set size when it is known cheaply."""
+  subset = config.get("train_subset", 0)
+  if subset < 0:
+    raise UserError(f"train_subset={subset}; give 0 (all) or a positive number of examples")
+  n = _check_source(config)
+  return min(n, subset) if n is not None and subset else n
+
+
+def _check_source(config):
   name = config.dataset
   if name == "synthetic":
     s = config.synthetic
@@ -38,8 +46,12 @@ def check(config):
 
 
 def load(config):
-  name = config.dataset
   check(config)
+  return _load_source(config).first(config.get("train_subset", 0))
+
+
+def _load_source(config):
+  name = config.dataset
   if name == "synthetic":
     s = config.synthetic
     return synthetic.make(s.num_train, s.num_test, tuple(s.input_shape), s.num_classes,

@@ -7,15 +7,18 @@ the no-BatchNorm network (per-example gradients well defined) with it.
 import jax
 from flax import nnx
 
+from jbatch.models.conv import Conv
+from jbatch.models.layers import max_pool
+
 
 class CNN(nnx.Module):
 
   def __init__(self, in_shape, num_classes, *, channels=(32, 64), hidden=128, batchnorm=False,
-               bn_momentum=0.9, rngs):
+               bn_momentum=0.9, conv_impl="xla", rngs):
     height, width, in_channels = in_shape
     convs, norms = [], []
     for out_channels in channels:
-      convs.append(nnx.Conv(in_channels, out_channels, (3, 3), padding="VALID", rngs=rngs))
+      convs.append(Conv(in_channels, out_channels, 3, impl=conv_impl, rngs=rngs))
       norms.append(nnx.BatchNorm(out_channels, momentum=bn_momentum, rngs=rngs)
                    if batchnorm else None)
       in_channels = out_channels
@@ -31,6 +34,6 @@ class CNN(nnx.Module):
       if norm is not None:
         x = norm(x, use_running_average=not train)
       x = jax.nn.relu(x)
-    x = nnx.max_pool(x, (2, 2), (2, 2))
+    x = max_pool(x, 2)
     x = jax.nn.relu(self.dense(x.reshape((x.shape[0], -1))))
     return self.out(x)

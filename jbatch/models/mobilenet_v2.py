@@ -7,6 +7,8 @@ dropout is left out so that a train step needs no random stream; the
 parameter count is unchanged by it (3,504,872 for width 1.0, 1000 classes).
 """
 
+import functools
+
 import jax
 from flax import nnx
 
@@ -27,13 +29,12 @@ def make_divisible(value, divisor=8):
 
 class InvertedResidual(nnx.Module):
 
-  def __init__(self, in_ch, out_ch, stride, expand, *, bn_momentum, rngs):
+  def __init__(self, in_ch, out_ch, stride, expand, *, conv_bn):
+    """conv_bn: ConvBN with the model's BatchNorm momentum, conv formulation and rngs."""
     hidden = in_ch * expand
-    self.expand = (ConvBN(in_ch, hidden, 1, act=jax.nn.relu6, bn_momentum=bn_momentum, rngs=rngs)
-                   if expand != 1 else None)
-    self.depthwise = ConvBN(hidden, hidden, 3, stride, groups=hidden, act=jax.nn.relu6,
-                            bn_momentum=bn_momentum, rngs=rngs)
-    self.project = ConvBN(hidden, out_ch, 1, act=None, bn_momentum=bn_momentum, rngs=rngs)
+    self.expand = conv_bn(in_ch, hidden, 1, act=jax.nn.relu6) if expand != 1 else None
+    self.depthwise = conv_bn(hidden, hidden, 3, stride, groups=hidden, act=jax.nn.relu6)
+    self.project = conv_bn(hidden, out_ch, 1, act=None)
     self.residual = stride == 1 and in_ch == out_ch
 
   def __call__(self, x, train=False):
@@ -44,21 +45,22 @@ class InvertedResidual(nnx.Module):
 
 class MobileNetV2(nnx.Module):
 
-  def __init__(self, num_classes, *, variant="cifar", width=1.0, bn_momentum=0.9, rngs):
+  def __init__(self, num_classes, *, variant="cifar", width=1.0, bn_momentum=0.9,
+               conv_impl="xla", rngs):
+    conv_bn = functools.partial(ConvBN, bn_momentum=bn_momentum, conv_impl=conv_impl, rngs=rngs)
     stages, stem_stride = (CIFAR_STAGES, 1) if variant == "cifar" else (IMAGENET_STAGES, 2)
     in_ch = make_divisible(32 * width)
-    self.stem = ConvBN(3, in_ch, 3, stem_stride, act=jax.nn.relu6, bn_momentum=bn_momentum,
-                       rngs=rngs)
+    self.stem = conv_bn(3, in_ch, 3, stem_stride, act=jax.nn.relu6)
     blocks = []
     for expand, channels, repeats, stride in stages:
       out_ch = make_divisible(channels * width)
       for i in range(repeats):
         blocks.append(InvertedResidual(in_ch, out_ch, stride if i == 0 else 1, expand,
-                                       bn_momentum=bn_momentum, rngs=rngs))
+                                       conv_bn=conv_bn))
         in_ch = out_ch
     self.blocks = nnx.List(blocks)
     last = make_divisible(1280 * max(1.0, width))
-    self.head = ConvBN(in_ch, last, 1, act=jax.nn.relu6, bn_momentum=bn_momentum, rngs=rngs)
+    self.head = conv_bn(in_ch, last, 1, act=jax.nn.relu6)
     self.classifier = nnx.Linear(last, num_classes, rngs=rngs)
 
   def __call__(self, x, train=False):

@@ -4,13 +4,14 @@ import jax
 from flax import nnx
 
 from jbatch.errors import UserError
+from jbatch.models import conv
 from jbatch.models.cnn import CNN
 from jbatch.models.mlp import MLP
 from jbatch.models.mobilenet_v2 import MobileNetV2
 from jbatch.models.resnet import ResNet18
 
 
-def _mlp(cfg, input_shape, num_classes, rngs):
+def _mlp(cfg, input_shape, num_classes, conv_impl, rngs):
   features = 1
   for d in input_shape:
     features *= d
@@ -18,12 +19,12 @@ def _mlp(cfg, input_shape, num_classes, rngs):
              rngs=rngs)
 
 
-def _cnn(cfg, input_shape, num_classes, rngs):
+def _cnn(cfg, input_shape, num_classes, conv_impl, rngs):
   if len(input_shape) != 3:
     raise UserError(f"model 'cnn' needs images (H, W, C), the dataset gives {input_shape}; "
                     "use --config.model=mlp")
   return CNN(input_shape, num_classes, channels=tuple(cfg.channels), hidden=cfg.hidden,
-             batchnorm=cfg.batchnorm, rngs=rngs)
+             batchnorm=cfg.batchnorm, conv_impl=conv_impl, rngs=rngs)
 
 
 def _needs_rgb(name, input_shape):
@@ -33,29 +34,54 @@ def _needs_rgb(name, input_shape):
                     "with image_shape=(32, 32, 3)")
 
 
-def _mobilenet_v2(cfg, input_shape, num_classes, rngs):
+def _mobilenet_v2(cfg, input_shape, num_classes, conv_impl, rngs):
   _needs_rgb("mobilenet_v2", input_shape)
-  return MobileNetV2(num_classes, variant=cfg.variant, width=cfg.width, rngs=rngs)
+  return MobileNetV2(num_classes, variant=cfg.variant, width=cfg.width, conv_impl=conv_impl,
+                     rngs=rngs)
 
 
-def _resnet18(cfg, input_shape, num_classes, rngs):
+def _resnet18(cfg, input_shape, num_classes, conv_impl, rngs):
   _needs_rgb("resnet18", input_shape)
-  return ResNet18(num_classes, variant=cfg.variant, rngs=rngs)
+  return ResNet18(num_classes, variant=cfg.variant, conv_impl=conv_impl, rngs=rngs)
 
 
 MODELS = {"mlp": _mlp, "cnn": _cnn, "mobilenet_v2": _mobilenet_v2, "resnet18": _resnet18}
+# The classifier layer of each model: re-initialized when a pre-trained start has
+# another number of classes.
+HEADS = {"mlp": "out", "cnn": "out", "mobilenet_v2": "classifier", "resnet18": "fc"}
 
 
-def check_name(name):
-  if name not in MODELS:
-    raise UserError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+def check(config):
+  if config.model not in MODELS:
+    raise UserError(f"unknown model {config.model!r}; choose one of {', '.join(sorted(MODELS))}")
+  if config.get("conv_impl", "auto") not in conv.IMPLS:
+    raise UserError(f"unknown conv_impl {config.conv_impl!r}; choose one of "
+                    f"{', '.join(conv.IMPLS)}")
 
 
-def build(config, input_shape, num_classes, seed):
-  """The model named by config.model, its settings read from config.<model>."""
-  check_name(config.model)
+def conv_impl(config, platform):
+  """The convolution formulation a run on `platform` (cpu, gpu, ...) uses."""
+  return conv.resolve(config.get("conv_impl", "auto"), platform)
+
+
+def conv_fields(config, platform):
+  """What a record says about its convolutions: the formulation and why (none for mlp)."""
+  if config.model == "mlp":
+    return {}
+  asked = config.get("conv_impl", "auto")
+  impl = conv_impl(config, platform)
+  why = (f"set by conv_impl={asked}" if asked != "auto" else
+         f"auto on {platform}: " + (conv.CPU_REASON if platform == "cpu" else conv.GPU_REASON))
+  return {"conv_impl": impl, "conv_impl_reason": why}
+
+
+def build(config, input_shape, num_classes, seed, platform=None):
+  """The model named by config.model, its settings read from config.<model>, with the
+  convolution formulation for `platform` (default: JAX's default backend)."""
+  check(config)
+  impl = conv_impl(config, platform or jax.default_backend())
   section = config.get(config.model)
-  return MODELS[config.model](section, tuple(input_shape), num_classes, nnx.Rngs(seed))
+  return MODELS[config.model](section, tuple(input_shape), num_classes, impl, nnx.Rngs(seed))
 
 
 def count_params(model):

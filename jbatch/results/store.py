@@ -12,6 +12,7 @@ import os
 import warnings
 
 RESULTS_FILE = "results.jsonl"
+FINISHED = ("ok", "diverged", "oom")
 
 
 def append(workdir, record):
@@ -45,11 +46,12 @@ def read(workdir):
 
 
 def finished_run_ids(workdir):
-  """The runs that need not be redone: their last record has status ok."""
+  """The runs that need not be redone: their last record is a result (ok, diverged, oom);
+  a run whose last record is an error is tried again."""
   last = {}
   for record in read(workdir):
     last[record.get("run_id")] = record.get("status")
-  return {run_id for run_id, status in last.items() if status == "ok"}
+  return {run_id for run_id, status in last.items() if status in FINISHED}
 
 
 def _ends_with_newline(path):

@@ -2,13 +2,15 @@
 
 A point that raises out-of-memory is recorded as `oom`, any other exception
 as `error` (with its message), and the sweep goes on; a point whose record
-already says `ok` is never run again.
+already says ok, diverged or oom is never run again. A UserError (bad input
+found only once the data is loaded) stops the sweep: it would fail every point.
 """
 
 import sys
 import time
 import traceback
 
+from jbatch.errors import UserError
 from jbatch.results import record as record_lib, store
 
 OOM_MARKERS = ("RESOURCE_EXHAUSTED", "out of memory", "Out of memory", "OutOfMemory")
@@ -38,7 +40,7 @@ def run(study, config, workdir, points, run_point):
     started, t0 = record_lib.now(), time.perf_counter()
     try:
       fields = run_point(point)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, UserError):
       raise
     except Exception as exc:  # recorded, and the sweep goes on
       status = "oom" if is_oom(exc) else "error"

@@ -44,9 +44,9 @@ def default_config():
 
 def validate(config):
   num_train = data_registry.check(config)
-  model_registry.check_name(config.model)
+  model_registry.check(config)
   optim.check(config.optimizer)
-  for v in config.variants:
+  for v in config_lib.names(config.variants):
     if v not in VARIANTS:
       raise UserError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
   if config.warmup_epochs < 0:
@@ -66,7 +66,7 @@ def _check_device_split(config, sizes, num_train):
 
 def _kinds(config):
   present = parallel.available_kinds()
-  return [k for k in config.device_kinds if k in present]
+  return [k for k in config_lib.names(config.device_kinds) if k in present]
 
 
 def _torch_available():
@@ -80,8 +80,8 @@ def _torch_available():
 def grid(config, num_train):
   fp = config_lib.fingerprint(config)
   sizes = config_lib.batch_sizes(config, num_train)
-  variants = [v for v in config.variants if not v.startswith("torch") or _torch_available()]
-  if len(variants) < len(config.variants):
+  variants = [v for v in config_lib.names(config.variants) if not v.startswith("torch") or _torch_available()]
+  if len(variants) < len(config_lib.names(config.variants)):
     sweep.progress("PyTorch is not installed: torch variants skipped (pip install 'jbatch[torch]')")
   points = []
   for kind in _kinds(config):

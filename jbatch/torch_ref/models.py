@@ -47,6 +47,50 @@ class CNN(nn.Module):
     return self.out(torch.relu(self.dense(x)))
 
 
+def _conv_bn(in_ch, out_ch, kernel, stride=1, groups=1, act=True):
+  layers = [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_ch)]
+  return nn.Sequential(*layers, nn.ReLU6()) if act else nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+
+  def __init__(self, in_ch, out_ch, stride, expand):
+    super().__init__()
+    hidden = in_ch * expand
+    layers = [_conv_bn(in_ch, hidden, 1)] if expand != 1 else []
+    layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden),
+               _conv_bn(hidden, out_ch, 1, act=False)]
+    self.body = nn.Sequential(*layers)
+    self.residual = stride == 1 and in_ch == out_ch
+
+  def forward(self, x):
+    return x + self.body(x) if self.residual else self.body(x)
+
+
+class MobileNetV2(nn.Module):
+  """The twin of jbatch.models.mobilenet_v2 (same stages, no classifier dropout)."""
+
+  def __init__(self, num_classes, variant="cifar", width=1.0):
+    super().__init__()
+    from jbatch.models.mobilenet_v2 import CIFAR_STAGES, IMAGENET_STAGES, make_divisible
+    stages, stem_stride = (CIFAR_STAGES, 1) if variant == "cifar" else (IMAGENET_STAGES, 2)
+    in_ch = make_divisible(32 * width)
+    layers = [_conv_bn(3, in_ch, 3, stem_stride)]
+    for expand, channels, repeats, stride in stages:
+      out_ch = make_divisible(channels * width)
+      for i in range(repeats):
+        layers.append(InvertedResidual(in_ch, out_ch, stride if i == 0 else 1, expand))
+        in_ch = out_ch
+    last = make_divisible(1280 * max(1.0, width))
+    self.features = nn.Sequential(*layers, _conv_bn(in_ch, last, 1))
+    self.classifier = nn.Linear(last, num_classes)
+
+  def forward(self, x):  # x: NHWC like the JAX side
+    x = self.features(x.permute(0, 3, 1, 2))
+    return self.classifier(x.mean((2, 3)))
+
+
 def build(config, input_shape, num_classes):
   if config.model == "mlp":
     c = config.mlp
@@ -54,6 +98,8 @@ def build(config, input_shape, num_classes):
   if config.model == "cnn":
     c = config.cnn
     return CNN(tuple(input_shape), num_classes, tuple(c.channels), c.hidden, c.batchnorm)
+  if config.model == "mobilenet_v2":
+    return MobileNetV2(num_classes, config.mobilenet_v2.variant, config.mobilenet_v2.width)
   raise NotImplementedError(f"no PyTorch twin of model {config.model!r} yet")
 
 

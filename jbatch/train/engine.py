@@ -14,7 +14,7 @@ from jbatch.train.step import make_eval_step, make_train_step
 class Engine:
 
   def __init__(self, model, tx, mesh):
-    self.mesh = mesh
+    self.mesh, self.tx = mesh, tx
     self.graphdef, state = state_lib.create(model, tx)
     self.state = jax.device_put(state, parallel.replicated(mesh))
     self.train_step = make_train_step(self.graphdef, tx)
@@ -33,15 +33,21 @@ class Engine:
     """Whole arrays onto every device of the mesh; batches are gathered from them."""
     return jax.device_put(arrays, parallel.replicated(self.mesh))
 
-  def fused_epoch(self, batch_size, num_train, last_batch):
+  def fused_epoch(self, batch_size, num_train, last_batch, steps=None):
     return loop.make_fused_epoch(self.train_step, batch_size, num_train, last_batch,
-                                 self.batch_sharding)
+                                 self.batch_sharding, steps)
 
   def host_loop(self, batch_size, num_train, last_batch):
     return loop.HostLoop(self.train_step, batch_size, num_train, last_batch, self.batch_sharding)
 
   def evaluator(self, num_examples, batch_size):
     return loop.make_evaluate(self.eval_step, num_examples, batch_size)
+
+  def start_from(self, params, model_state):
+    """Training starts again from these weights: fresh optimizer state, step 0."""
+    state = state_lib.TrainState(params, model_state, self.tx.init(params),
+                                 jax.numpy.zeros((), jax.numpy.int32))
+    self.state = jax.device_put(state, parallel.replicated(self.mesh))
 
   def model(self):
     return state_lib.to_model(self.graphdef, self.state)

@@ -37,9 +37,16 @@ def _gather(x, y, idx, batch_sharding):
   return xb, yb
 
 
-def make_fused_epoch(train_step, batch_size, num_train, last_batch, batch_sharding=None):
-  """jit(state, x, y, key) -> (state, summed metrics); state is donated."""
+def make_fused_epoch(train_step, batch_size, num_train, last_batch, batch_sharding=None,
+                     steps=None):
+  """jit(state, x, y, key) -> (state, summed metrics); state is donated.
+
+  steps, when given, cuts the epoch to its first `steps` batches (the last
+  epoch of a duration given in examples).
+  """
   full, tail = epoch_plan(num_train, batch_size, last_batch)
+  if steps is not None and steps < full + bool(tail):
+    full, tail = steps, 0
 
   def epoch(state, x, y, key):
     perm = shuffle.permutation(key, num_train)

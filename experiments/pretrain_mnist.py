@@ -1,0 +1,17 @@
+"""Pre-training for the offline S1 config: the same small CNN trained on MNIST, one run.
+
+Its finished checkpoint (runs/pretrain_mnist/checkpoints/...) is the
+"pre-trained" start of experiments/seed000_accuracy_fmnist.py.
+"""
+
+from experiments import seed000_accuracy_fmnist
+
+
+def get_config():
+  c = seed000_accuracy_fmnist.get_config()
+  c.dataset = "mnist"
+  c.batch_sizes = (128,)
+  c.inits = ("random",)
+  c.init_checkpoint = ""
+  c.target_acc = 0.0
+  return c

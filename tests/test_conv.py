@@ -1,0 +1,70 @@
+"""Every convolution formulation equals lax.conv_general_dilated, forward and backward."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jbatch.models import conv, registry
+from jbatch import config as config_lib
+
+CASES = [  # in, out, kernel, stride, padding, dilation, groups: the cases the models use
+    (1, 8, 3, 1, "VALID", 1, 1),      # cnn
+    (3, 8, 3, 2, 1, 1, 1),            # strided stems
+    (8, 8, 3, 2, 1, 1, 8),            # MobileNetV2 depthwise, strided
+    (8, 8, 3, 1, 1, 1, 8),            # depthwise
+    (8, 16, 1, 1, 0, 1, 1),           # pointwise
+    (4, 8, 1, 2, 0, 1, 1),            # ResNet shortcut
+    (3, 8, 7, 2, 3, 1, 1),            # ResNet ImageNet stem
+    (4, 6, 3, 1, 2, 2, 1),            # dilation
+    (4, 6, 3, 1, ((0, 1), (2, 0)), 1, 1),  # uneven padding
+]
+
+
+def _pair(impl, case, seed=0):
+  cin, cout, k, s, pad, dil, groups = case
+  make = lambda i: conv.Conv(cin, cout, k, s, padding=pad, dilation=dil, groups=groups,
+                             impl=i, rngs=nnx.Rngs(seed))
+  return make("xla"), make(impl)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_im2col_and_taps_equal_xla(case):
+  ref, alt = _pair("im2col", case)
+  assert alt.impl == ("taps" if case[-1] > 1 else "im2col")
+  x = jax.random.normal(jax.random.key(1), (3, 11, 10, case[0]))
+  np.testing.assert_allclose(alt(x), ref(x), rtol=1e-5, atol=1e-5)
+
+  def grads(layer):
+    g, rest = nnx.split(layer)
+    f = lambda params, x: (nnx.merge(g, params)(x) ** 2).sum()
+    return jax.grad(f, argnums=(0, 1))(rest, x)
+
+  (gp_ref, gx_ref), (gp_alt, gx_alt) = grads(ref), grads(alt)
+  np.testing.assert_allclose(gx_alt, gx_ref, rtol=1e-4, atol=1e-4)
+  for a, b in zip(jax.tree.leaves(gp_alt), jax.tree.leaves(gp_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_rule_and_record_fields():
+  assert conv.resolve("auto", "cpu") == "im2col" and conv.resolve("auto", "gpu") == "xla"
+  assert conv.resolve("xla", "cpu") == "xla"
+  c = config_lib.base()
+  c.model = "cnn"
+  fields = registry.conv_fields(c, "cpu")
+  assert fields["conv_impl"] == "im2col" and "auto on cpu" in fields["conv_impl_reason"]
+  c.model = "mlp"
+  assert registry.conv_fields(c, "cpu") == {}
+
+
+def test_models_agree_across_formulations():
+  c = config_lib.base()
+  c.model = "mobilenet_v2"
+  c.mobilenet_v2.width = 0.25
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  out = {}
+  for impl in ("xla", "im2col"):
+    c.conv_impl = impl
+    out[impl] = registry.build(c, (32, 32, 3), 10, seed=0)(x, train=False)
+  np.testing.assert_allclose(out["im2col"], out["xla"], rtol=1e-4, atol=1e-4)
