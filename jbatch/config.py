@@ -125,3 +125,14 @@ def names(value):
     value = (value,)
   out = [n.strip() for v in value for n in str(v).split(",") if n.strip()]
   return tuple(dict.fromkeys(out))  # each once, in order
+
+
+def from_file(here, name):
+  """get_config() of the config file `name`.py beside `here` (a config file's __file__):
+  config files build on each other without the experiments folder being importable."""
+  import importlib.util
+  path = os.path.join(os.path.dirname(os.path.abspath(here)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"jbatch_config_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

@@ -78,8 +78,6 @@ def validate(config):
   for name in config_lib.names(config.optimizers):
     optim.check(ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=name,
                                                learning_rate=_base_lr(config, name))))
-  schedules.check(config.schedule, config_lib.names(config.rules),
-                  config.epochs if not config.examples else float("inf"))
   for init in config_lib.names(config.inits):
     if init not in INITS:
       raise UserError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
@@ -98,6 +96,8 @@ def validate(config):
     n = parallel.make_mesh(_kind(config), config.num_devices).devices.size
     for b in sizes:
       config_lib.check_devices(b, n, num_train, config.last_batch)
+  schedules.check(config.schedule, config_lib.names(config.rules),
+                  config.epochs if not config.examples else float("inf"))
 
 
 def _base_lr(config, name):
@@ -170,7 +170,9 @@ def _train_point(config, dataset, point, workdir, pretrained):
   opt_cfg = ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=point["optimizer"],
                                            learning_rate=base_lr))
   mesh = parallel.make_mesh(_kind(config), config.num_devices)
-  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, point["seed"])
+  platform = mesh.devices.flat[0].platform
+  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, point["seed"],
+                               platform)
   engine = Engine(model, optim.make(opt_cfg, learning_rate=lr), mesh)
   fresh_head = []
   if point["init"] == "pretrained":
@@ -196,7 +198,7 @@ def _train_point(config, dataset, point, workdir, pretrained):
           "epochs_planned": duration.epochs, "steps_per_epoch": duration.steps_per_epoch,
           "total_steps": duration.total_steps, "head_reinitialized": fresh_head,
           "checkpoint_dir": ckpts.directory, "device_name": engine.device.device_kind,
-          "n_devices": engine.n_devices}
+          "n_devices": engine.n_devices, **model_registry.conv_fields(config, platform)}
 
 
 def _summary(history, target):

@@ -119,7 +119,9 @@ def _epoch_fields(epoch_s, num_train, batch_size, last_batch):
 def _run_jax(config, dataset, point):
   b, n = point["batch_size"], dataset.num_train
   mesh = parallel.make_mesh(point["device_kind"], config.num_devices)
-  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, config.seed)
+  platform = mesh.devices.flat[0].platform
+  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, config.seed,
+                               platform)
   engine = Engine(model, optim.make(config.optimizer), mesh)
   x, y = engine.put(dataset.train_x, dataset.train_y)
 
@@ -152,7 +154,7 @@ def _run_jax(config, dataset, point):
                 device_name=engine.device.device_kind, n_devices=engine.n_devices,
                 flops_per_step=step_cost["flops"],
                 process_peak_bytes=timing.device_peak_bytes(engine.device),
-                **step_mem)
+                **step_mem, **model_registry.conv_fields(config, platform))
   if step_cost["flops"]:
     flops_per_sec = step_cost["flops"] / b * fields["samples_per_sec"]
     peak = timing.peak_flops(engine.device, config.peak_flops)
