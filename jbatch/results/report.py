@@ -17,7 +17,9 @@ def fmt(value, digits=3):
   if isinstance(value, float):
     if value != value:
       return "nan"
-    return f"{value:,.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if abs(value) >= 1e4 or (value.is_integer() and abs(value) >= 1000):
+      return f"{value:,.0f}"
+    return f"{value:,.{digits}g}"
   return str(value)
 
 
