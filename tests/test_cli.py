@@ -19,12 +19,21 @@ def _records(workdir):
     return [json.loads(line) for line in f]
 
 
-def test_quickstart_end_to_end_then_resume(tmp_path):
+def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
   workdir = str(tmp_path / "qs")
+  env = {"JBATCH_DATA_DIR": mnist_dir}
   proc = run_cli(f"--config={REPO}/experiments/quickstart.py", f"--workdir={workdir}",
-                 "--config.throughput.epochs=1")
+                 "--config.throughput.epochs=1", "--config.accuracy.epochs=1", env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  records = _records(workdir)
+  every = _records(workdir)
+  accuracy = [r for r in every if r["study"] == "accuracy"]
+  assert sorted((r["batch_size"], r["rule"]) for r in accuracy) == [
+      (32, "linear"), (32, "none"), (256, "linear"), (256, "none")]
+  for r in accuracy:
+    assert r["status"] == "ok" and r["conv_impl"] == "im2col" and 0 <= r["final_test_acc"] <= 1
+    assert r["num_train"] == 5000 and r["history"][-1]["examples"] == 5000
+  assert max(r["final_test_acc"] for r in accuracy) > 0.6  # batch 32 learns in one epoch
+  records = [r for r in every if r["study"] == "throughput"]
   variants = {r["variant"] for r in records}
   assert {"jax_fused", "jax_host"} <= variants
   for r in records:
@@ -37,12 +46,13 @@ def test_quickstart_end_to_end_then_resume(tmp_path):
   assert all(r["flops_per_step"] > 0 and r["xla_total_bytes"] > 0 for r in fused)
   report = open(os.path.join(workdir, "report.md")).read()
   assert "Total seconds for 1 epochs" in report and "torch_eager / jax_fused" in report
+  assert "The seeds/000 table" in report
   assert os.path.exists(os.path.join(workdir, "throughput_total_seconds.png"))
   # A second run finds every point done and adds nothing.
   proc = run_cli(f"--config={REPO}/experiments/quickstart.py", f"--workdir={workdir}",
-                 "--config.throughput.epochs=1")
+                 "--config.throughput.epochs=1", "--config.accuracy.epochs=1", env=env)
   assert proc.returncode == 0 and "already done" in proc.stderr
-  assert len(_records(workdir)) == len(records)
+  assert len(_records(workdir)) == len(every)
 
 
 def test_a_new_batch_size_runs_only_that_point(tmp_path):
