@@ -1,7 +1,6 @@
 """Every convolution formulation equals lax.conv_general_dilated, forward and backward."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx

@@ -15,7 +15,6 @@ cuDNN's convolution stays the default. `resolve` is the rule; `impl` may
 also be forced through the model config (conv_impl).
 """
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 from flax import nnx
