@@ -1,6 +1,7 @@
 """The main job: a small version of every study, offline, in minutes on a 2-core CPU.
 
-The accuracy part reads Fashion-MNIST's idx files from $JBATCH_DATA_DIR.
+The accuracy part reads Fashion-MNIST's idx files from $JBATCH_DATA_DIR, the dynamics part
+MNIST's.
 """
 
 import ml_collections
@@ -12,7 +13,7 @@ from jbatch.studies import throughput
 def get_config():
   c = ml_collections.ConfigDict()
   c.study = "suite"
-  c.suite = ("throughput", "accuracy")
+  c.suite = ("throughput", "accuracy", "dynamics")
 
   t = throughput.default_config()
   t.synthetic.num_train = 20_000
@@ -22,4 +23,5 @@ def get_config():
   c.throughput = t
 
   c.accuracy = config_lib.from_file(__file__, "accuracy_small")
+  c.dynamics = config_lib.from_file(__file__, "dynamics_small")
   return c

@@ -8,7 +8,7 @@ import jax
 from flax import nnx
 
 from jbatch.models.conv import Conv
-from jbatch.models.layers import max_pool
+from jbatch.models.layers import BatchNorm, Dense, max_pool
 
 
 class CNN(nnx.Module):
@@ -19,14 +19,14 @@ class CNN(nnx.Module):
     convs, norms = [], []
     for out_channels in channels:
       convs.append(Conv(in_channels, out_channels, 3, impl=conv_impl, rngs=rngs))
-      norms.append(nnx.BatchNorm(out_channels, momentum=bn_momentum, rngs=rngs)
+      norms.append(BatchNorm(out_channels, momentum=bn_momentum, rngs=rngs)
                    if batchnorm else None)
       in_channels = out_channels
       height, width = height - 2, width - 2
     self.convs, self.norms = nnx.List(convs), nnx.List(norms)
     flat = (height // 2) * (width // 2) * in_channels
-    self.dense = nnx.Linear(flat, hidden, rngs=rngs)
-    self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
+    self.dense = Dense(flat, hidden, rngs=rngs)
+    self.out = Dense(hidden, num_classes, rngs=rngs)
 
   def __call__(self, x, train=False):
     for conv, norm in zip(self.convs, self.norms):

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 from jax import lax
 from flax import nnx
 
+from jbatch.probes import tape as tape_lib
+
 IMPLS = ("auto", "xla", "im2col")
 CPU_REASON = ("im2col for dense convolutions, taps for depthwise ones: XLA's CPU "
               "convolution is several times slower, more inside a fused epoch "
@@ -65,29 +67,39 @@ class Conv(nnx.Module):
                                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                    feature_group_count=self.groups)
     else:
-      taps = self._taps(jnp.pad(x, ((0, 0), *self.padding, (0, 0))), kernel.shape)
+      tap_slices = taps(self.pad(x), kernel.shape[:2], self.strides, self.dilation)
       kh, kw, cin, cout = kernel.shape
       if self.impl == "taps":
-        y = sum(t * kernel[i, j, 0] for (i, j), t in taps)
-
+        y = sum(t * kernel[i, j, 0] for (i, j), t in tap_slices)
       else:
-        cols = taps[0][1] if len(taps) == 1 else jnp.concatenate([t for _, t in taps], -1)
+        cols = (tap_slices[0][1] if len(tap_slices) == 1
+                else jnp.concatenate([t for _, t in tap_slices], -1))
         y = jnp.dot(cols, kernel.reshape(kh * kw * cin, cout))
     if self.bias is not None:
       y = y + self.bias[...]
+    tape = tape_lib.current()
+    if tape is not None:
+      y = tape.record("conv", y, dict(
+          kernel_shape=kernel.shape, strides=self.strides, dilation=self.dilation,
+          groups=self.groups, bias=self.bias is not None, padding=self.padding),
+          {"x": x}, kernel.size + (0 if self.bias is None else self.bias.size))
     return y
 
-  def _taps(self, x, kernel_shape):
-    """[((i, j), the input slice that kernel tap (i, j) multiplies)]."""
-    kh, kw = kernel_shape[:2]
-    (sh, sw), (dh, dw) = self.strides, self.dilation
-    n, h, w, c = x.shape
-    ho = (h - dh * (kh - 1) - 1) // sh + 1
-    wo = (w - dw * (kw - 1) - 1) // sw + 1
-    out = []
-    for i in range(kh):
-      for j in range(kw):
-        start = (0, i * dh, j * dw, 0)
-        limit = (n, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c)
-        out.append(((i, j), lax.slice(x, start, limit, (1, sh, sw, 1))))
-    return out
+  def pad(self, x):
+    return jnp.pad(x, ((0, 0), *self.padding, (0, 0)))
+
+
+def taps(x, kernel_hw, strides, dilation):
+  """[((i, j), the slice of the padded input x that kernel tap (i, j) multiplies)]."""
+  kh, kw = kernel_hw
+  (sh, sw), (dh, dw) = strides, dilation
+  n, h, w, c = x.shape
+  ho = (h - dh * (kh - 1) - 1) // sh + 1
+  wo = (w - dw * (kw - 1) - 1) // sw + 1
+  out = []
+  for i in range(kh):
+    for j in range(kw):
+      start = (0, i * dh, j * dw, 0)
+      limit = (n, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c)
+      out.append(((i, j), lax.slice(x, start, limit, (1, sh, sw, 1))))
+  return out

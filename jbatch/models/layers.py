@@ -9,6 +9,7 @@ import jax
 from flax import nnx
 
 from jbatch.models.conv import Conv
+from jbatch.probes import tape as tape_lib
 
 
 class ConvBN(nnx.Module):
@@ -18,7 +19,7 @@ class ConvBN(nnx.Module):
                bn_momentum=0.9, conv_impl="xla", rngs):
     self.conv = Conv(in_ch, out_ch, kernel, stride, padding=kernel // 2, groups=groups,
                      use_bias=False, impl=conv_impl, rngs=rngs)
-    self.norm = nnx.BatchNorm(out_ch, momentum=bn_momentum, rngs=rngs)
+    self.norm = BatchNorm(out_ch, momentum=bn_momentum, rngs=rngs)
     self.act = act
 
   def __call__(self, x, train=False):
@@ -40,3 +41,33 @@ def max_pool(x, size=2):
 
 def global_avg_pool(x):
   return x.mean(axis=(1, 2))
+
+
+class Dense(nnx.Linear):
+  """nnx.Linear that reports to a recording tape (probes/tape.py); otherwise the same."""
+
+  def __call__(self, x):
+    y = super().__call__(x)
+    tape = tape_lib.current()
+    if tape is not None:
+      y = tape.record("dense", y, {"bias": self.bias is not None}, {"x": x},
+                      self.kernel.size + (0 if self.bias is None else self.bias.size))
+    return y
+
+
+class BatchNorm(nnx.BatchNorm):
+  """nnx.BatchNorm that reports to a recording tape; per-example gradients need it in
+  evaluation mode (in training mode one example's gradient depends on the others)."""
+
+  def __call__(self, x, use_running_average=None):
+    y = super().__call__(x, use_running_average=use_running_average)
+    tape = tape_lib.current()
+    if tape is not None:
+      if not use_running_average:
+        raise ValueError("per-example gradients are taken with BatchNorm in evaluation mode")
+      xhat = (x - self.mean[...]) * jax.lax.rsqrt(self.var[...] + self.epsilon)
+      sizes = [v.size for v in (self.scale, self.bias) if v is not None]
+      y = tape.record("batchnorm", y, {"scale": self.scale is not None,
+                                       "bias": self.bias is not None},
+                      {"xhat": xhat}, sum(sizes))
+    return y

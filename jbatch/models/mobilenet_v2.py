@@ -12,7 +12,7 @@ import functools
 import jax
 from flax import nnx
 
-from jbatch.models.layers import ConvBN, global_avg_pool
+from jbatch.models.layers import ConvBN, Dense, global_avg_pool
 
 # expansion t, channels c, repeats n, first stride s
 IMAGENET_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -61,7 +61,7 @@ class MobileNetV2(nnx.Module):
     self.blocks = nnx.List(blocks)
     last = make_divisible(1280 * max(1.0, width))
     self.head = conv_bn(in_ch, last, 1, act=jax.nn.relu6)
-    self.classifier = nnx.Linear(last, num_classes, rngs=rngs)
+    self.classifier = Dense(last, num_classes, rngs=rngs)
 
   def __call__(self, x, train=False):
     x = self.stem(x, train)

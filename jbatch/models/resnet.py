@@ -9,7 +9,7 @@ import functools
 import jax
 from flax import nnx
 
-from jbatch.models.layers import ConvBN, global_avg_pool
+from jbatch.models.layers import ConvBN, Dense, global_avg_pool
 
 
 class BasicBlock(nnx.Module):
@@ -40,7 +40,7 @@ class ResNet18(nnx.Module):
         blocks.append(BasicBlock(in_ch, out_ch, stride, conv_bn=conv_bn))
         in_ch = out_ch
     self.blocks = nnx.List(blocks)
-    self.fc = nnx.Linear(512, num_classes, rngs=rngs)
+    self.fc = Dense(512, num_classes, rngs=rngs)
 
   def __call__(self, x, train=False):
     x = self.stem(x, train)

@@ -84,3 +84,28 @@ def latest(records):
   for r in records:
     out[r["run_id"]] = r
   return list(out.values())
+
+
+def histograms(workdir, filename, panels, *, title, xlabel):
+  """panels: {panel title: {label: values}}, one histogram panel each, side by side."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    return f"_(figure {filename} skipped: matplotlib is not installed; pip install 'jbatch[plots]')_"
+  panels = {k: {label: v for label, v in p.items() if len(v)} for k, p in panels.items()}
+  panels = {k: p for k, p in panels.items() if p}
+  if not panels:
+    return f"_(figure {filename} skipped: nothing to plot yet)_"
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+  for ax, (name, series) in zip(axes[0], panels.items()):
+    for label, values in series.items():
+      ax.hist(values, bins=30, alpha=0.5, label=label, density=True)
+    ax.set(title=name, xlabel=xlabel)
+    ax.legend(fontsize=8)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, filename), dpi=110)
+  plt.close(fig)
+  return f"![{title}]({filename})"

@@ -1,5 +1,5 @@
 """Study names -> modules. Each module has default_config, validate, run and report."""
 
-from jbatch.studies import accuracy, throughput
+from jbatch.studies import accuracy, dynamics, throughput
 
-STUDIES = {m.NAME: m for m in (throughput, accuracy)}
+STUDIES = {m.NAME: m for m in (throughput, accuracy, dynamics)}

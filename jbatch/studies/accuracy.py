@@ -77,7 +77,7 @@ def validate(config):
   model_registry.check(config)
   for name in config_lib.names(config.optimizers):
     optim.check(ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=name,
-                                               learning_rate=_base_lr(config, name))))
+                                               learning_rate=base_lr(config, name))))
   for init in config_lib.names(config.inits):
     if init not in INITS:
       raise UserError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
@@ -87,20 +87,19 @@ def validate(config):
     raise UserError("seeds is empty; give at least one, e.g. --config.seeds=0")
   if config.checkpoint_every < 0 or config.eval_train_examples < 0:
     raise UserError("checkpoint_every and eval_train_examples must be >= 0")
-  if config.device_kind != "auto" and config.device_kind not in parallel.available_kinds():
-    raise UserError(f"device_kind={config.device_kind!r} is not present; present: "
-                    f"{', '.join(parallel.available_kinds())} (or auto)")
+  parallel.check_kind(config.device_kind)
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
     config_lib.validate_common(config, sizes, num_train)
-    n = parallel.make_mesh(_kind(config), config.num_devices).devices.size
+    kind = parallel.resolve_kind(config.device_kind)
+    n = parallel.make_mesh(kind, config.num_devices).devices.size
     for b in sizes:
       config_lib.check_devices(b, n, num_train, config.last_batch)
   schedules.check(config.schedule, config_lib.names(config.rules),
                   config.epochs if not config.examples else float("inf"))
 
 
-def _base_lr(config, name):
+def base_lr(config, name):
   if name not in config.learning_rates:
     raise UserError(f"no base learning rate for optimizer {name!r}; set "
                     f"--config.learning_rates.{name}=...")
@@ -124,14 +123,9 @@ def _jsonish(d):
   return json.loads(json.dumps(d))
 
 
-def _kind(config):
-  if config.device_kind != "auto":
-    return config.device_kind
-  return "gpu" if "gpu" in parallel.available_kinds() else "cpu"
-
-
 def grid(config, num_train):
   fp = config_lib.fingerprint(config, ignore=_NOT_IN_HASH)
+  kind = parallel.resolve_kind(config.device_kind)
   points = []
   for b in config_lib.batch_sizes(config, num_train):
     for rule in config_lib.names(config.rules):
@@ -139,7 +133,7 @@ def grid(config, num_train):
         for init in config_lib.names(config.inits):
           for seed in config.seeds:
             points.append({"run_id": f"{NAME}/b{b}/{rule}/{opt}/{init}/s{seed}/{fp}",
-                           "framework": "jax", "device_kind": _kind(config), "batch_size": b,
+                           "framework": "jax", "device_kind": kind, "batch_size": b,
                            "rule": rule, "optimizer": opt, "init": init, "seed": seed})
   return points
 
@@ -164,12 +158,12 @@ def _check_pretrained_fits(config, dataset, directory):
 def _train_point(config, dataset, point, workdir, pretrained):
   b, n = point["batch_size"], dataset.num_train
   duration = config_lib.duration(config, b, n)
-  base_lr = _base_lr(config, point["optimizer"])
-  lr, peak = schedules.make(config.schedule, point["rule"], base_lr, b,
+  lr_base = base_lr(config, point["optimizer"])
+  lr, peak = schedules.make(config.schedule, point["rule"], lr_base, b,
                             duration.steps_per_epoch, duration.total_steps)
   opt_cfg = ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=point["optimizer"],
-                                           learning_rate=base_lr))
-  mesh = parallel.make_mesh(_kind(config), config.num_devices)
+                                           learning_rate=lr_base))
+  mesh = parallel.make_mesh(parallel.resolve_kind(config.device_kind), config.num_devices)
   platform = mesh.devices.flat[0].platform
   model = model_registry.build(config, dataset.input_shape, dataset.num_classes, point["seed"],
                                platform)
@@ -194,7 +188,7 @@ def _train_point(config, dataset, point, workdir, pretrained):
                last_batch=config.last_batch, eval_batch_size=config.eval_batch_size,
                checkpoints=ckpts, lr_at=lr, label=point["run_id"].rsplit("/", 1)[0], meta=meta)
   return {**_summary(result["history"], config.target_acc), **result,
-          "lr_peak": peak, "base_lr": base_lr, "num_train": n, "eval_train_examples": k,
+          "lr_peak": peak, "base_lr": lr_base, "num_train": n, "eval_train_examples": k,
           "epochs_planned": duration.epochs, "steps_per_epoch": duration.steps_per_epoch,
           "total_steps": duration.total_steps, "head_reinitialized": fresh_head,
           "checkpoint_dir": ckpts.directory, "device_name": engine.device.device_kind,

@@ -8,16 +8,18 @@ size on request.
 import jax
 
 from jbatch.train import loop, parallel, state as state_lib
-from jbatch.train.step import make_eval_step, make_train_step
+from jbatch.train.step import make_accumulating_train_step, make_eval_step, make_train_step
 
 
 class Engine:
 
-  def __init__(self, model, tx, mesh):
+  def __init__(self, model, tx, mesh, micro_batches=1):
+    """micro_batches > 1: each step accumulates the gradients of that many slices."""
     self.mesh, self.tx = mesh, tx
     self.graphdef, state = state_lib.create(model, tx)
     self.state = jax.device_put(state, parallel.replicated(mesh))
-    self.train_step = make_train_step(self.graphdef, tx)
+    self.train_step = (make_train_step(self.graphdef, tx) if micro_batches == 1 else
+                       make_accumulating_train_step(self.graphdef, tx, micro_batches))
     self.eval_step = make_eval_step(self.graphdef)
     self.batch_sharding = parallel.batch_sharded(mesh)
 
@@ -33,9 +35,9 @@ class Engine:
     """Whole arrays onto every device of the mesh; batches are gathered from them."""
     return jax.device_put(arrays, parallel.replicated(self.mesh))
 
-  def fused_epoch(self, batch_size, num_train, last_batch, steps=None):
+  def fused_epoch(self, batch_size, num_train, last_batch, steps=None, probe=None):
     return loop.make_fused_epoch(self.train_step, batch_size, num_train, last_batch,
-                                 self.batch_sharding, steps)
+                                 self.batch_sharding, steps, probe)
 
   def host_loop(self, batch_size, num_train, last_batch):
     return loop.HostLoop(self.train_step, batch_size, num_train, last_batch, self.batch_sharding)

@@ -9,14 +9,21 @@ stops the run with status `diverged` at that epoch.
 import math
 import time
 
+import jax
+
 from jbatch.bench import timing
 from jbatch.results.sweep import progress
 from jbatch.train import loop
 
 
 def fit(engine, train, evals, duration, *, batch_size, seed, last_batch, eval_batch_size,
-        checkpoints=None, lr_at=None, label="", meta=None):
+        checkpoints=None, lr_at=None, label="", meta=None, probe=None, probe_args=None,
+        on_probes=None):
   """train: (x, y) on the mesh; evals: {name: (x, y)} on the mesh, evaluated each epoch.
+
+  probe (probes/schedule.py) runs inside the fused epochs with probe_args;
+  on_probes(outputs of one epoch on the host, steps before it) returns fields
+  for that epoch's history row, so that they are checkpointed with it.
 
   Returns {status, history, compile_s, train_seconds, resumed_from_epoch, diverged_epoch}.
   The history has one row per epoch: running train loss/acc over the epoch's
@@ -33,8 +40,10 @@ def fit(engine, train, evals, duration, *, batch_size, seed, last_batch, eval_ba
       history, start, train_s = saved["history"], saved["epochs_done"], saved["train_seconds"]
       progress(f"{label}: resumed from the checkpoint after epoch {start}")
 
+  extra = () if probe is None else (probe_args,)
   epoch_fn, compile_s = timing.compile_timed(
-      engine.fused_epoch(batch_size, n, last_batch), engine.state, x, y, key(0))
+      engine.fused_epoch(batch_size, n, last_batch, probe=probe), engine.state, x, y, key(0),
+      *extra)
   evaluators = {}
   for name, (ex, ey) in evals.items():
     evaluators[name], seconds = timing.compile_timed(
@@ -46,11 +55,13 @@ def fit(engine, train, evals, duration, *, batch_size, seed, last_batch, eval_ba
     steps = duration.steps_in(epoch)
     run = epoch_fn
     if steps < duration.steps_per_epoch:  # the cut-short last epoch of a duration in examples
-      run, seconds = timing.compile_timed(engine.fused_epoch(batch_size, n, last_batch, steps),
-                                          engine.state, x, y, key(epoch))
+      run, seconds = timing.compile_timed(
+          engine.fused_epoch(batch_size, n, last_batch, steps, probe), engine.state, x, y,
+          key(epoch), *extra)
       compile_s += seconds
     t0 = time.perf_counter()
-    engine.state, metrics = run(engine.state, x, y, key(epoch))
+    engine.state, metrics = run(engine.state, x, y, key(epoch), *extra)
+    probes = metrics.pop("probes", None)
     summary = loop.summarize(metrics)  # blocks: the epoch is done
     epoch_s = time.perf_counter() - t0
     train_s += epoch_s
@@ -65,6 +76,8 @@ def fit(engine, train, evals, duration, *, batch_size, seed, last_batch, eval_ba
                train_seconds=train_s, epoch_s=epoch_s, eval_s=time.perf_counter() - t0,
                samples_per_sec=_examples(steps, duration, n, batch_size) / epoch_s,
                lr=float(lr_at(done_steps - 1)) if lr_at else None)
+    if on_probes is not None:
+      row.update(on_probes(jax.device_get(probes), epoch * duration.steps_per_epoch))
     history.append(row)
     if not math.isfinite(summary["loss"]):
       status, diverged_epoch = "diverged", epoch + 1

@@ -38,28 +38,43 @@ def _gather(x, y, idx, batch_sharding):
 
 
 def make_fused_epoch(train_step, batch_size, num_train, last_batch, batch_sharding=None,
-                     steps=None):
+                     steps=None, probe=None):
   """jit(state, x, y, key) -> (state, summed metrics); state is donated.
 
   steps, when given, cuts the epoch to its first `steps` batches (the last
-  epoch of a duration given in examples).
+  epoch of a duration given in examples). probe, when given (probes/schedule.py),
+  runs after every step where probe.due(step) holds, inside a lax.cond so that
+  other steps pay nothing; the function then takes one more argument, the
+  probe's arrays, and metrics["probes"] holds {"due": (steps,), "values": stacked}.
   """
   full, tail = epoch_plan(num_train, batch_size, last_batch)
   if steps is not None and steps < full + bool(tail):
     full, tail = steps, 0
 
-  def epoch(state, x, y, key):
+  def step(state, xb, yb, probe_args):
+    new_state, metrics = train_step(state, xb, yb)
+    if probe is None:
+      return new_state, metrics
+    due = probe.due(state.step)
+    run = lambda: probe(state, new_state, xb, yb, probe_args)
+    skip = lambda: jax.tree.map(jnp.zeros_like, jax.eval_shape(run))
+    return new_state, (metrics, {"due": due, "values": lax.cond(due, run, skip)})
+
+  def epoch(state, x, y, key, probe_args=None):
     perm = shuffle.permutation(key, num_train)
 
     def body(state, idx):
-      return train_step(state, *_gather(x, y, idx, batch_sharding))
+      return step(state, *_gather(x, y, idx, batch_sharding), probe_args)
 
     state, per_step = lax.scan(body, state, perm[:full * batch_size].reshape(full, batch_size))
-    metrics = jax.tree.map(lambda m: m.sum(0), per_step)
     if tail:
-      state, last = train_step(state, *_gather(x, y, perm[full * batch_size:], batch_sharding))
-      metrics = add_metrics(metrics, last)
-    return state, metrics
+      state, last = step(state, *_gather(x, y, perm[full * batch_size:], batch_sharding),
+                         probe_args)
+      per_step = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), per_step, last)
+    if probe is None:
+      return state, jax.tree.map(lambda m: m.sum(0), per_step)
+    metrics, probes = per_step
+    return state, {**jax.tree.map(lambda m: m.sum(0), metrics), "probes": probes}
 
   return jax.jit(epoch, donate_argnums=0)
 

@@ -23,6 +23,19 @@ def available_kinds():
   return [k for k in ("cpu", "gpu", "tpu") if devices_of_kind(k)]
 
 
+def resolve_kind(device_kind):
+  """A config's device_kind with 'auto' resolved: a GPU when there is one, else the CPU."""
+  if device_kind != "auto":
+    return device_kind
+  return "gpu" if "gpu" in available_kinds() else "cpu"
+
+
+def check_kind(device_kind):
+  if device_kind != "auto" and device_kind not in available_kinds():
+    raise UserError(f"device_kind={device_kind!r} is not present; present: "
+                    f"{', '.join(available_kinds())} (or auto)")
+
+
 def make_mesh(kind="cpu", num_devices=0):
   devices = devices_of_kind(kind)
   if not devices:

@@ -1,0 +1,112 @@
+"""The probes the dynamics study switches on, and when they run inside a fused epoch.
+
+At a due step the probe sees the state before and after that step and
+measures, on the fixed probe batch (or the current batch):
+  per-example gradient norms (probes/per_example.py), the batch gradient's norm,
+  |G|^2 and tr(Sigma) from them, and from groups of the batch (one per device
+  on a mesh of several), distance of the weights from their initial values,
+  and the size of this step's update.
+Gradients are taken with BatchNorm in evaluation mode (see per_example).
+
+Due steps: every `every` steps, or whenever the examples seen cross a
+multiple of `every_examples` (comparable across batch sizes); always the very
+first step, so that "early" is at initialization.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from jbatch.errors import UserError
+from jbatch.probes import noise_scale, per_example
+from jbatch.train import loop
+
+BATCHES = ("fixed", "current")
+
+
+def check(cfg, batch_sizes, n_devices):
+  """cfg: the config's probes section; batch_sizes: the resolved training batch sizes."""
+  if cfg.every < 0 or cfg.every_examples < 0:
+    raise UserError("probes.every and probes.every_examples must be >= 0")
+  if not cfg.every and not cfg.every_examples:
+    raise UserError("probe interval is 0; set probes.every (steps) or probes.every_examples "
+                    "to a positive number")
+  if cfg.every and cfg.every_examples:
+    raise UserError(f"probes.every={cfg.every} and probes.every_examples={cfg.every_examples} "
+                    "both set; give one of them")
+  if cfg.method not in per_example.METHODS:
+    raise UserError(f"unknown probes.method {cfg.method!r}; choose one of "
+                    f"{', '.join(per_example.METHODS)}")
+  if cfg.batch not in BATCHES:
+    raise UserError(f"unknown probes.batch {cfg.batch!r}; choose one of {', '.join(BATCHES)}")
+  sizes = batch_sizes if cfg.batch == "current" else [cfg.batch_size]
+  groups = n_devices if n_devices > 1 else cfg.groups
+  for b in sizes:
+    if b < 2:
+      raise UserError(f"a probe batch of {b} has no noise to measure; use probes.batch=fixed "
+                      "with probes.batch_size >= 2")
+    if cfg.method == "vmap":
+      per_example.check_chunk(b, cfg.chunk)
+    if groups and (b % groups or b == groups):
+      raise UserError(f"probe batch {b} does not split into {groups} groups of 2 or more "
+                      "(noise scale from groups); change probes.groups or the batch")
+
+
+class Probe:
+
+  def __init__(self, graphdef, cfg, batch_size, num_train, last_batch, mesh):
+    self.graphdef, self.cfg = graphdef, cfg
+    full, tail = loop.epoch_plan(num_train, batch_size, last_batch)
+    self.steps_per_epoch, self.per_epoch = full + bool(tail), full * batch_size + tail
+    self.batch_size = batch_size
+    self.norms = per_example.make(graphdef, cfg.method, cfg.chunk)
+    self.mesh = mesh if mesh.devices.size > 1 else None
+    self.groups = mesh.devices.size if self.mesh is not None else cfg.groups
+
+  def examples_seen(self, step):
+    """Examples seen after `step` steps (each epoch may end with a short batch)."""
+    epochs, rest = jnp.divmod(step, self.steps_per_epoch)
+    return epochs * self.per_epoch + rest * self.batch_size
+
+  def due(self, step):
+    """Whether the step taken from `step` steps done is probed."""
+    if self.cfg.every:
+      hit = (step + 1) % self.cfg.every == 0
+    else:
+      n = self.cfg.every_examples
+      hit = self.examples_seen(step) // n != self.examples_seen(step + 1) // n
+    return hit | (step == 0)
+
+  def __call__(self, before, after, xb, yb, probe_args):
+    init_params, px, py = probe_args
+    if self.cfg.batch == "current":
+      px, py = xb, yb
+    n = px.shape[0]
+    out = self.norms(before.params, before.model_state, px, py)
+    g2, trace = noise_scale.from_per_example(out["sq_norms"], out["grad_sum"])
+    result = {"sq_norms": out["sq_norms"], "grad_norm": jnp.sqrt(per_example.sq_norm(out["grad_sum"])) / n,
+              "g2": g2, "trace": trace,
+              "distance": _distance(after.params, init_params),
+              "update": _distance(after.params, before.params)}
+    if self.groups:
+      mean_grad = self._mean_grad(before.model_state)
+      if self.mesh is not None:
+        small, big = noise_scale.device_norms(mean_grad, self.mesh)(before.params, px, py)
+      else:
+        small, big = noise_scale.group_norms(mean_grad, before.params, px, py, self.groups)
+      result["g2_groups"], result["trace_groups"] = noise_scale.two_batch(
+          small, big, n // self.groups, n)
+    return result
+
+  def _mean_grad(self, model_state):
+    def mean_grad(params, x, y):
+      def loss(p):
+        logits = nnx.merge(self.graphdef, p, model_state, copy=True)(x, train=False)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return jax.grad(loss)(params)
+    return mean_grad
+
+
+def _distance(a, b):
+  return jnp.sqrt(per_example.sq_norm(jax.tree.map(jnp.subtract, a, b)))

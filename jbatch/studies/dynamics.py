@@ -1,0 +1,295 @@
+"""S3 and S5, training dynamics (seeds/002): per-example gradient norms, distance from the
+initial weights, update sizes, the gradient noise scale, sharpness, and gradient accumulation.
+
+Two kinds of grid point:
+  train         batch sizes x LR rules x optimizers x seeds: trains with the
+                probes of probes/schedule.py inside the fused epochs, then
+                measures the top Hessian eigenvalue; checkpointed and resumed
+                like the accuracy study.
+  accumulation  for each k in accumulation.steps and BatchNorm off/on: k
+                micro-batches of accumulation.micro_batch accumulated into
+                one step vs one batch of k * micro_batch, same data order and
+                LR; the parameters' difference and both accuracies.
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from jbatch import config as config_lib
+from jbatch.bench import timing
+from jbatch.data import registry as data_registry
+from jbatch.errors import UserError
+from jbatch.models import registry as model_registry
+from jbatch.probes import noise_scale, schedule as probe_lib, sharpness
+from jbatch.results import report as report_lib, sweep
+from jbatch.studies import accuracy, dynamics_report
+from jbatch.train import checkpoint, optim, parallel, schedules
+from jbatch.train.engine import Engine
+from jbatch.train.fit import fit
+
+NAME = "dynamics"
+PUBLISHED = [
+    "McCandlish et al. 2018, MNIST: B_simple about 900, critical batch about 200 (SVHN 4,000 "
+    "/ 500, CIFAR-10 2,000 / 900).",
+    "seeds/002 (MNIST CNN): per-example gradient norms are heavier tailed for large batches; "
+    "larger batches move further from the initial weights for the same number of samples; "
+    "with Adam the final distance is the same from any initialization.",
+    "Keskar et al. 2016: large-batch runs end at sharper minima (larger top Hessian eigenvalue).",
+]
+_NOT_IN_HASH = ("study", "batch_sizes", "rules", "optimizers", "seeds", "checkpoint_every",
+                "seed", "learning_rates", "accumulation")
+
+
+def default_config():
+  c = config_lib.base()
+  c.study = NAME
+  c.dataset = "mnist"
+  c.train_subset = 4_096
+  c.model = "cnn"
+  c.cnn.channels = (8, 16)
+  c.cnn.hidden = 32
+  c.batch_sizes = (16, 256)
+  c.epochs = 2
+  c.rules = ("none",)
+  c.optimizers = ("sgd", "adam")
+  c.learning_rates = ml_collections.ConfigDict({"sgd": 0.05, "nesterov": 0.05, "adam": 1e-3,
+                                                "adamw": 1e-3})
+  c.optimizer.momentum = 0.0
+  c.schedule = ml_collections.ConfigDict(dict(
+      base_batch_size=128, warmup_epochs=0.0, decay="constant", final_fraction=0.0,
+      step_epochs=(), step_gamma=0.1))
+  c.seeds = (0,)
+  c.probes = ml_collections.ConfigDict(dict(
+      every=0,               # probe every N steps, or
+      every_examples=1_024,  # whenever the examples seen cross a multiple of N
+      method="fast",         # fast | vmap (per-example gradient norms)
+      chunk=32,              # examples per vmap chunk
+      batch="fixed",         # fixed: the first batch_size training examples; current: the step's batch
+      batch_size=256,
+      groups=8))             # noise scale from this many groups of the probe batch (one device)
+  c.sharpness = ml_collections.ConfigDict(dict(iters=20, examples=512))  # iters 0: skip
+  c.accumulation = ml_collections.ConfigDict(dict(
+      micro_batch=32, steps=(4,), batchnorm=(False, True), epochs=1))  # steps (): skip
+  c.eval_train_examples = 4_096
+  c.checkpoint_every = 1
+  c.device_kind = "auto"
+  return c
+
+
+def validate(config):
+  num_train = data_registry.check(config)
+  model_registry.check(config)
+  for name in config_lib.names(config.optimizers):
+    optim.check(_opt_cfg(config, name))
+  if not config.seeds:
+    raise UserError("seeds is empty; give at least one, e.g. --config.seeds=0")
+  if config.sharpness.iters < 0 or config.sharpness.examples < 1:
+    raise UserError("sharpness.iters must be >= 0 and sharpness.examples >= 1")
+  acc = config.accumulation
+  if any(k < 1 for k in acc.steps) or acc.micro_batch < 1 or acc.epochs < 1:
+    raise UserError("accumulation.steps, micro_batch and epochs must be >= 1")
+  parallel.check_kind(config.device_kind)
+  schedules.check(config.schedule, config_lib.names(config.rules), config.epochs)
+  if num_train is not None:
+    sizes = config_lib.batch_sizes(config, num_train)
+    config_lib.validate_common(config, sizes, num_train)
+    n = _mesh(config).devices.size
+    for b in sizes:
+      config_lib.check_devices(b, n, num_train, config.last_batch)
+    probe_lib.check(config.probes, sizes, n)
+    if config.probes.batch == "fixed" and config.probes.batch_size > num_train:
+      raise UserError(f"probes.batch_size={config.probes.batch_size} is larger than the "
+                      f"{num_train} training examples")
+    for k in acc.steps:
+      if k * acc.micro_batch > num_train:
+        raise UserError(f"accumulation of {k} x {acc.micro_batch} is larger than the "
+                        f"{num_train} training examples")
+      config_lib.check_devices(k * acc.micro_batch, n, num_train, "drop")
+      config_lib.check_devices(acc.micro_batch, n, num_train, "drop")
+
+
+def _mesh(config):
+  return parallel.make_mesh(parallel.resolve_kind(config.device_kind), config.num_devices)
+
+
+def _opt_cfg(config, name):
+  return ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=name,
+                                        learning_rate=accuracy.base_lr(config, name)))
+
+
+def grid(config, num_train):
+  fp = config_lib.fingerprint(config, ignore=_NOT_IN_HASH)
+  kind = parallel.resolve_kind(config.device_kind)
+  points = []
+  for b in config_lib.batch_sizes(config, num_train):
+    for rule in config_lib.names(config.rules):
+      for opt in config_lib.names(config.optimizers):
+        for seed in config.seeds:
+          points.append({"run_id": f"{NAME}/b{b}/{rule}/{opt}/s{seed}/{fp}", "kind": "train",
+                         "framework": "jax", "device_kind": kind, "batch_size": b, "rule": rule,
+                         "optimizer": opt, "seed": seed})
+  acc = config.accumulation
+  for k in dict.fromkeys(acc.steps):
+    for bn in dict.fromkeys(acc.batchnorm):
+      points.append({"run_id": f"{NAME}/accumulate{k}x{acc.micro_batch}/bn{int(bn)}/"
+                               f"e{acc.epochs}/{fp}",
+                     "kind": "accumulation", "framework": "jax", "device_kind": kind,
+                     "batch_size": k * acc.micro_batch, "micro_batches": k,
+                     "micro_batch": acc.micro_batch, "batchnorm": bool(bn),
+                     "optimizer": "sgd", "seed": config.seed})
+  return points
+
+
+def run(config, workdir):
+  dataset = data_registry.load(config)
+  points = grid(config, dataset.num_train)
+  train = {"train": _train_point, "accumulation": _accumulation_point}
+  sweep.run(NAME, config, workdir, points,
+            lambda p: train[p["kind"]](config, dataset, p, workdir))
+
+
+def _engine(config, dataset, optimizer, lr, seed, micro_batches=1):
+  mesh = _mesh(config)
+  platform = mesh.devices.flat[0].platform
+  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, seed, platform)
+  tx = optim.make(_opt_cfg(config, optimizer), learning_rate=lr)
+  return Engine(model, tx, mesh, micro_batches), platform
+
+
+def _train_point(config, dataset, point, workdir):
+  b, n = point["batch_size"], dataset.num_train
+  duration = config_lib.duration(config, b, n)
+  lr, peak = schedules.make(config.schedule, point["rule"],
+                            accuracy.base_lr(config, point["optimizer"]), b,
+                            duration.steps_per_epoch, duration.total_steps)
+  engine, platform = _engine(config, dataset, point["optimizer"], lr, point["seed"])
+  init_params = jax.tree.map(jnp.copy, engine.state.params)
+  probe = probe_lib.Probe(engine.graphdef, config.probes, b, n, config.last_batch, engine.mesh)
+  train = engine.put(dataset.train_x, dataset.train_y)
+  pb = config.probes.batch_size
+  probe_args = (init_params, train[0][:pb], train[1][:pb])
+  k = min(config.eval_train_examples or n, n)
+  evals = {"train": (train[0][:k], train[1][:k]),
+           "test": engine.put(dataset.test_x, dataset.test_y)}
+  ckpts = checkpoint.RunCheckpoints(checkpoint.run_dir(workdir, point["run_id"]),
+                                    config.checkpoint_every)
+  result = fit(engine, train, evals, duration, batch_size=b, seed=point["seed"],
+               last_batch=config.last_batch, eval_batch_size=config.eval_batch_size,
+               checkpoints=ckpts, lr_at=lr, label=point["run_id"].rsplit("/", 1)[0],
+               meta={"run_id": point["run_id"]}, probe=probe, probe_args=probe_args,
+               on_probes=lambda out, steps_before: _probe_rows(out, steps_before, probe))
+  probe_ms = _time_probe(engine, probe, train, b, probe_args)
+  series = [p for row in result["history"] for p in row.get("probes", [])]
+  out = {**result, **_summary(result["history"], series), "lr_peak": peak, "num_train": n,
+         "steps_per_epoch": duration.steps_per_epoch, "probe_ms": probe_ms,
+         "probe_count": len(series),
+         "probe_fraction": (probe_ms / 1e3 * len(series) / result["train_seconds"]
+                            if result["train_seconds"] else None),
+         "per_example_batchnorm": "evaluation mode", "checkpoint_dir": ckpts.directory,
+         "device_name": engine.device.device_kind, "n_devices": engine.n_devices,
+         **model_registry.conv_fields(config, platform)}
+  if config.sharpness.iters and result["status"] == "ok":
+    m = min(config.sharpness.examples, n)
+    out["sharpness"], out["sharpness_change"] = _sharpness(
+        engine, train[0][:m], train[1][:m], config.sharpness.iters, point["seed"])
+    out["sharpness_examples"] = m
+  return out
+
+
+def _probe_rows(out, steps_before, probe):
+  """One epoch's probe outputs (host arrays, one row per step) -> fields of its history row."""
+  due = np.flatnonzero(out["due"])
+  rows = []
+  for i in due:
+    norms = np.sqrt(out["values"]["sq_norms"][i])
+    step = steps_before + int(i) + 1
+    row = {"step": step, "examples": int(probe.examples_seen(step)),
+           "norm_mean": float(norms.mean()), "norm_std": float(norms.std())}
+    row.update({k: float(v[i]) for k, v in out["values"].items() if k != "sq_norms"})
+    rows.append(row)
+  norms_at = lambda i: np.sqrt(out["values"]["sq_norms"][i]).tolist()
+  return {"probes": rows, "norms_first": norms_at(due[0]) if len(due) else [],
+          "norms_last": norms_at(due[-1]) if len(due) else []}
+
+
+def _time_probe(engine, probe, train, b, probe_args, repeats=3):
+  """Median ms of one probe call on its own: its cost beside a step."""
+  xb, yb = train[0][:b], train[1][:b]
+  fn, _ = timing.compile_timed(jax.jit(probe), engine.state, engine.state, xb, yb, probe_args)
+  seconds = []
+  for _ in range(repeats + 1):
+    seconds.append(timing.timed(lambda: fn(engine.state, engine.state, xb, yb, probe_args))[1])
+  return 1e3 * float(np.median(seconds[1:]))
+
+
+def _sharpness(engine, x, y, iters, seed):
+  state = engine.state
+
+  def loss(params):  # BatchNorm in evaluation mode, as the per-example norms
+    logits = nnx.merge(engine.graphdef, params, state.model_state, copy=True)(x, train=False)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  eig, change = jax.jit(lambda p: sharpness.top_eigenvalue(loss, p, jax.random.key(seed), iters))(
+      state.params)
+  return float(eig), float(change)
+
+
+def _summary(history, series):
+  if not history:
+    return {}
+  last = history[-1]
+  out = {"final_test_acc": last["test_acc"], "final_train_acc": last["train_acc"],
+         "final_test_loss": last["test_loss"], "final_train_loss": last["train_loss"],
+         "epoch_s": float(np.mean([h["epoch_s"] for h in history])),
+         "samples_per_sec": last["examples"] / last["train_seconds"],
+         "norms_early": history[0].get("norms_first", []),
+         "norms_late": history[-1].get("norms_last", [])}
+  if series:
+    out["final_distance"] = series[-1]["distance"]
+    half = series[len(series) // 2:]  # after the first half: less dominated by the start
+    out["b_simple"] = noise_scale.b_simple([p["g2"] for p in half], [p["trace"] for p in half])
+    if "g2_groups" in series[0]:
+      out["b_simple_groups"] = noise_scale.b_simple([p["g2_groups"] for p in half],
+                                                    [p["trace_groups"] for p in half])
+  return out
+
+
+def _accumulation_point(config, dataset, point, workdir):
+  """k accumulated micro-batches vs one batch of k * micro_batch from the same start."""
+  cfg = config.copy_and_resolve_references()
+  cfg.cnn.batchnorm = cfg.mlp.batchnorm = point["batchnorm"]
+  b, k, n = point["batch_size"], point["micro_batches"], dataset.num_train
+  cfg.last_batch, cfg.epochs, cfg.examples = "drop", config.accumulation.epochs, 0
+  duration = config_lib.duration(cfg, b, n)
+  lr = accuracy.base_lr(config, "sgd")
+  runs, t0 = {}, time.perf_counter()
+  for name, micro in (("accumulated", k), ("whole", 1)):
+    engine, platform = _engine(cfg, dataset, "sgd", lr, point["seed"], micro)
+    train = engine.put(dataset.train_x, dataset.train_y)
+    m = min(config.eval_train_examples or n, n)
+    result = fit(engine, train, {"train": (train[0][:m], train[1][:m]),
+                                 "test": engine.put(dataset.test_x, dataset.test_y)},
+                 duration, batch_size=b, seed=point["seed"], last_batch="drop",
+                 eval_batch_size=config.eval_batch_size, label=f"{point['run_id']} {name}")
+    runs[name] = (engine.state.params, result)
+  (pa, ra), (pb, rb) = runs["accumulated"], runs["whole"]
+  diff = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), pa, pb))
+  scale = jax.tree.leaves(jax.tree.map(lambda b: jnp.max(jnp.abs(b)), pb))
+  last = lambda r, f: r["history"][-1][f] if r["history"] else None
+  return {"status": "ok" if ra["status"] == rb["status"] == "ok" else "diverged",
+          "max_abs_param_diff": float(max(diff)), "max_abs_param": float(max(scale)),
+          "accumulated_train_acc": last(ra, "train_acc"), "accumulated_test_acc": last(ra, "test_acc"),
+          "whole_train_acc": last(rb, "train_acc"), "whole_test_acc": last(rb, "test_acc"),
+          "steps": duration.total_steps, "learning_rate": lr, "last_batch": "drop",
+          "seconds_both": time.perf_counter() - t0, "device_name": engine.device.device_kind,
+          "n_devices": engine.n_devices, **model_registry.conv_fields(cfg, platform)}
+
+
+def report(records, workdir):
+  return dynamics_report.report(records, workdir, PUBLISHED)
