@@ -33,6 +33,9 @@ def _parse_flags(argv):
   except flags.Error as e:
     fail(str(e).splitlines()[0])
   except (AttributeError, KeyError) as e:
+    if "get_config" in str(e):
+      fail("the --config file has no get_config(); give a config file such as "
+           "experiments/quickstart.py")
     fail(f"the config has no field {str(e).strip(chr(34))}; check the spelling of the "
          "--config.<field> override against the config file")
   except Exception as e:  # a config file that does not load

@@ -34,6 +34,7 @@ def base():
   c.cnn = ml_collections.ConfigDict(dict(channels=(32, 64), hidden=128, batchnorm=False))
   c.mobilenet_v2 = ml_collections.ConfigDict(dict(variant="cifar", width=1.0))
   c.resnet18 = ml_collections.ConfigDict(dict(variant="cifar"))
+  c.vgg = ml_collections.ConfigDict(dict(depth=16, batchnorm=False, width=1.0))
   c.optimizer = ml_collections.ConfigDict(dict(
       name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=0.0))
   c.batch_sizes = (100, 1000)

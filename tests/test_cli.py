@@ -23,7 +23,8 @@ def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
   workdir = str(tmp_path / "qs")
   env = {"JBATCH_DATA_DIR": mnist_dir}
   proc = run_cli(f"--config={REPO}/experiments/quickstart.py", f"--workdir={workdir}",
-                 "--config.throughput.epochs=1", "--config.accuracy.epochs=1", env=env)
+                 "--config.throughput.epochs=1", "--config.accuracy.epochs=1",
+                 "--config.dynamics.epochs=1", env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   every = _records(workdir)
   accuracy = [r for r in every if r["study"] == "accuracy"]
@@ -33,6 +34,18 @@ def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
     assert r["status"] == "ok" and r["conv_impl"] == "im2col" and 0 <= r["final_test_acc"] <= 1
     assert r["num_train"] == 5000 and r["history"][-1]["examples"] == 5000
   assert max(r["final_test_acc"] for r in accuracy) > 0.6  # batch 32 learns in one epoch
+  dynamics = {(r["kind"], r["batch_size"], r.get("optimizer"), r.get("batchnorm")): r
+              for r in every if r["study"] == "dynamics"}
+  assert sorted(dynamics, key=str) == sorted([
+      ("train", 16, "sgd", None), ("train", 16, "adam", None), ("train", 256, "sgd", None),
+      ("train", 256, "adam", None), ("accumulation", 128, "sgd", False),
+      ("accumulation", 128, "sgd", True)], key=str)
+  for key, r in dynamics.items():
+    assert r["status"] == "ok", r
+    if key[0] == "train":
+      assert len(r["norms_early"]) == len(r["norms_late"]) == 128
+      assert r["probe_count"] == 5 and r["sharpness"] > 0 and r["final_distance"] > 0
+  assert dynamics[("accumulation", 128, "sgd", False)]["max_abs_param_diff"] < 1e-4
   records = [r for r in every if r["study"] == "throughput"]
   variants = {r["variant"] for r in records}
   assert {"jax_fused", "jax_host"} <= variants
@@ -46,11 +59,13 @@ def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
   assert all(r["flops_per_step"] > 0 and r["xla_total_bytes"] > 0 for r in fused)
   report = open(os.path.join(workdir, "report.md")).read()
   assert "Total seconds for 1 epochs" in report and "torch_eager / jax_fused" in report
-  assert "The seeds/000 table" in report
+  assert "The seeds/000 table" in report and "Gradient accumulation" in report
+  assert os.path.exists(os.path.join(workdir, "dynamics_norm_hist.png"))
   assert os.path.exists(os.path.join(workdir, "throughput_total_seconds.png"))
   # A second run finds every point done and adds nothing.
   proc = run_cli(f"--config={REPO}/experiments/quickstart.py", f"--workdir={workdir}",
-                 "--config.throughput.epochs=1", "--config.accuracy.epochs=1", env=env)
+                 "--config.throughput.epochs=1", "--config.accuracy.epochs=1",
+                 "--config.dynamics.epochs=1", env=env)
   assert proc.returncode == 0 and "already done" in proc.stderr
   assert len(_records(workdir)) == len(every)
 
@@ -116,3 +131,5 @@ def test_missing_config_and_workdir(tmp_path):
   assert proc.returncode == 2 and "--workdir" in proc.stderr
   proc = run_cli("--config=experiments/none.py", f"--workdir={tmp_path / 'r'}")
   assert proc.returncode == 2 and not (tmp_path / "r").exists()
+  proc = run_cli("--config=jbatch/studies/dynamics.py", f"--workdir={tmp_path / 'r'}")
+  assert proc.returncode == 2 and "has no get_config()" in proc.stderr

@@ -8,12 +8,15 @@ from jbatch.errors import UserError
 from jbatch.models import registry
 from jbatch.models.mobilenet_v2 import MobileNetV2, make_divisible
 from jbatch.models.resnet import ResNet18
+from jbatch.models.vgg import VGG
 
 
 def test_published_parameter_counts():
   # torchvision: mobilenet_v2() 3,504,872; resnet18() 11,689,512.
   assert registry.count_params(MobileNetV2(1000, variant="imagenet", rngs=nnx.Rngs(0))) == 3_504_872
   assert registry.count_params(ResNet18(1000, variant="imagenet", rngs=nnx.Rngs(0))) == 11_689_512
+  # VGG-16's 13 convolutions: 14,714,688 (Keras VGG16 without its top); + 512*10+10.
+  assert registry.count_params(VGG((32, 32, 3), 10, depth=16, rngs=nnx.Rngs(0))) == 14_719_818
 
 
 def test_mlp_of_seed004_counts_by_hand():
@@ -25,7 +28,9 @@ def test_mlp_of_seed004_counts_by_hand():
 
 def test_output_shapes():
   c = config_lib.base()
-  for name, shape in (("cnn", (28, 28, 1)), ("mobilenet_v2", (32, 32, 3)), ("resnet18", (32, 32, 3))):
+  c.vgg.width = 0.125
+  for name, shape in (("cnn", (28, 28, 1)), ("mobilenet_v2", (32, 32, 3)), ("resnet18", (32, 32, 3)),
+                      ("vgg", (28, 28, 1)), ("vgg", (32, 32, 3))):
     c.model = name
     model = registry.build(c, shape, 10, seed=0)
     assert model(jnp.zeros((2, *shape)), train=False).shape == (2, 10)

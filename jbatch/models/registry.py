@@ -9,6 +9,7 @@ from jbatch.models.cnn import CNN
 from jbatch.models.mlp import MLP
 from jbatch.models.mobilenet_v2 import MobileNetV2
 from jbatch.models.resnet import ResNet18
+from jbatch.models.vgg import STAGES, VGG
 
 
 def _mlp(cfg, input_shape, num_classes, conv_impl, rngs):
@@ -45,10 +46,22 @@ def _resnet18(cfg, input_shape, num_classes, conv_impl, rngs):
   return ResNet18(num_classes, variant=cfg.variant, conv_impl=conv_impl, rngs=rngs)
 
 
-MODELS = {"mlp": _mlp, "cnn": _cnn, "mobilenet_v2": _mobilenet_v2, "resnet18": _resnet18}
+def _vgg(cfg, input_shape, num_classes, conv_impl, rngs):
+  if len(input_shape) != 3:
+    raise UserError(f"model 'vgg' needs images (H, W, C), the dataset gives {input_shape}; "
+                    "use --config.model=mlp")
+  if cfg.depth not in STAGES:
+    raise UserError(f"vgg.depth={cfg.depth}; choose one of {', '.join(map(str, sorted(STAGES)))}")
+  return VGG(input_shape, num_classes, depth=cfg.depth, batchnorm=cfg.batchnorm, width=cfg.width,
+             conv_impl=conv_impl, rngs=rngs)
+
+
+MODELS = {"mlp": _mlp, "cnn": _cnn, "mobilenet_v2": _mobilenet_v2, "resnet18": _resnet18,
+          "vgg": _vgg}
 # The classifier layer of each model: re-initialized when a pre-trained start has
 # another number of classes.
-HEADS = {"mlp": "out", "cnn": "out", "mobilenet_v2": "classifier", "resnet18": "fc"}
+HEADS = {"mlp": "out", "cnn": "out", "mobilenet_v2": "classifier", "resnet18": "fc",
+         "vgg": "classifier"}
 
 
 def check(config):

@@ -1,0 +1,134 @@
+"""The dynamics study: probes inside the fused epoch, gradient accumulation, bad input, and the
+probes on 8 devices."""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli
+from jbatch import config as config_lib
+from jbatch.data import synthetic
+from jbatch.models import registry
+from jbatch.probes import per_example, schedule
+from jbatch.train import loop, optim, parallel
+from jbatch.train.engine import Engine
+
+SMALL = [f"--config={REPO}/experiments/dynamics_small.py", "--config.dataset=synthetic",
+         "--config.synthetic.num_train=512", "--config.synthetic.num_test=256",
+         "--config.synthetic.input_shape=(16,)", "--config.model=mlp", "--config.mlp.depth=2",
+         "--config.mlp.width=16", "--config.epochs=1", "--config.batch_sizes=32,128",
+         "--config.eval_train_examples=256", "--config.probes.every_examples=256",
+         "--config.probes.batch_size=64", "--config.sharpness.examples=64",
+         "--config.accumulation.steps=()"]
+
+
+def _engine(c, ds, micro_batches=1):
+  model = registry.build(c, ds.input_shape, ds.num_classes, seed=0)
+  return Engine(model, optim.make(c.optimizer), parallel.make_mesh("cpu", 1), micro_batches)
+
+
+def _probe_cfg(**kw):
+  cfg = dict(every=0, every_examples=0, method="fast", chunk=8, batch="fixed", batch_size=64,
+             groups=4)
+  return ml_collections.ConfigDict({**cfg, **kw})
+
+
+def _flat(tree):
+  return np.concatenate([np.ravel(a) for a in jax.tree.leaves(tree)])
+
+
+def test_probes_leave_training_unchanged_and_measure_the_state_they_see():
+  c = config_lib.base()
+  ds = synthetic.make(1030, 10, (32,), 10, seed=0)
+  eng = _engine(c, ds)
+  x, y = eng.put(ds.train_x, ds.train_y)
+  init = jax.tree.map(np.array, eng.state.params)
+  start = jax.tree.map(np.array, eng.state)
+  probe = schedule.Probe(eng.graphdef, _probe_cfg(every=11), 100, 1030, "partial", eng.mesh)
+  args = (jax.tree.map(jax.numpy.copy, eng.state.params), x[:64], y[:64])
+  probed = eng.fused_epoch(100, 1030, "partial", probe=probe)
+  state, metrics = probed(eng.state, x, y, loop.epoch_key(0, 0), args)
+  plain_state, plain_metrics = eng.fused_epoch(100, 1030, "partial")(
+      start, x, y, loop.epoch_key(0, 0))
+  np.testing.assert_array_equal(_flat(state.params), _flat(plain_state.params))
+  assert int(metrics["correct"]) == int(plain_metrics["correct"])
+  out = jax.device_get(metrics["probes"])
+  assert np.flatnonzero(out["due"]).tolist() == [0, 10]  # the first step, then every 11th
+  values = out["values"]
+  final = np.linalg.norm(_flat(state.params) - _flat(init))
+  assert values["distance"][10] == pytest.approx(final, rel=1e-5)
+  assert values["distance"][0] == pytest.approx(values["update"][0], rel=1e-6)
+  assert values["distance"][5] == 0  # not a probe step: nothing computed
+  first = per_example.make(eng.graphdef, "vmap", 8)(init, start.model_state, x[:64], y[:64])
+  np.testing.assert_allclose(values["sq_norms"][0], first["sq_norms"], rtol=1e-5)
+
+
+def test_probes_due_by_examples_seen():
+  c = config_lib.base()
+  ds = synthetic.make(1030, 10, (32,), 10, seed=0)
+  eng = _engine(c, ds)
+  probe = schedule.Probe(eng.graphdef, _probe_cfg(every_examples=250), 100, 1030, "partial",
+                         eng.mesh)
+  due = [int(i) for i in range(22) if probe.due(np.int32(i))]
+  # examples seen after step i+1: 100, 200, ..., 1000, 1030, then 1130, ...: multiples of 250
+  # are crossed at 300, 500, 800, 1000, then 1280 (step 13), 1530 (15), 1780 (18), 2030 (20).
+  assert due == [0, 2, 4, 7, 9, 13, 15, 18, 20]
+  assert int(probe.examples_seen(np.int32(12))) == 1130
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_accumulated_micro_batches_equal_one_batch_without_batchnorm(batchnorm):
+  c = config_lib.base()
+  c.mlp.batchnorm = batchnorm
+  ds = synthetic.make(512, 10, (32,), 10, seed=0)
+  params = []
+  for micro in (4, 1):
+    eng = _engine(c, ds, micro)
+    x, y = eng.put(ds.train_x, ds.train_y)
+    state = eng.state
+    for e in range(2):
+      state, _ = eng.fused_epoch(128, 512, "drop")(state, x, y, loop.epoch_key(0, e))
+    params.append(_flat(state.params))
+  diff = np.max(np.abs(params[0] - params[1]))
+  if batchnorm:
+    assert diff > 1e-3  # each micro-batch is normalized by its own statistics
+  else:
+    assert diff < 1e-5
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--config.probes.every_examples=0"], "probe interval is 0"),
+    (["--config.probes.every=10"], "give one of them"),
+    (["--config.probes.method=vmap", "--config.probes.chunk=7"], "does not divide the probe batch"),
+    (["--config.probes.method=ghost"], "unknown probes.method"),
+    (["--config.probes.groups=64"], "does not split into 64 groups"),
+    (["--config.accumulation.steps=(0,)"], "accumulation.steps"),
+    (["--config.optimizers=lbfgs"], "base learning rate"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
+  proc = run_cli(*SMALL, *extra, f"--workdir={tmp_path / 'w'}")
+  assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+  assert proc.stderr.strip().count("\n") == 0
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_study_on_8_devices_uses_per_device_noise_estimate(tmp_path):
+  proc = run_cli(*SMALL, "--config.optimizers=sgd", f"--workdir={tmp_path}",
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(tmp_path / "results.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  assert sorted(r["batch_size"] for r in records) == [32, 128]
+  for r in records:
+    assert r["status"] == "ok" and r["n_devices"] == 8
+    probes = [p for row in r["history"] for p in row["probes"]]
+    # every 256 examples seen over 512 examples, and the first step
+    assert [p["examples"] for p in probes] == [r["batch_size"], 256, 512]
+    assert all(np.isfinite(p["g2_groups"]) and p["distance"] > 0 for p in probes)
+    assert len(r["norms_early"]) == 64 and r["sharpness"] > 0
+  report = open(tmp_path / "report.md").read()
+  assert "from devices of the probe batch" in report
