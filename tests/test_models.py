@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,10 +14,12 @@ from jbatch.models.vgg import VGG
 
 def test_published_parameter_counts():
   # torchvision: mobilenet_v2() 3,504,872; resnet18() 11,689,512.
-  assert registry.count_params(MobileNetV2(1000, variant="imagenet", rngs=nnx.Rngs(0))) == 3_504_872
-  assert registry.count_params(ResNet18(1000, variant="imagenet", rngs=nnx.Rngs(0))) == 11_689_512
+  # Shapes only (nnx.eval_shape): no weights are drawn.
+  count = lambda make: registry.count_params(nnx.eval_shape(make))
+  assert count(lambda: MobileNetV2(1000, variant="imagenet", rngs=nnx.Rngs(0))) == 3_504_872
+  assert count(lambda: ResNet18(1000, variant="imagenet", rngs=nnx.Rngs(0))) == 11_689_512
   # VGG-16's 13 convolutions: 14,714,688 (Keras VGG16 without its top); + 512*10+10.
-  assert registry.count_params(VGG((32, 32, 3), 10, depth=16, rngs=nnx.Rngs(0))) == 14_719_818
+  assert count(lambda: VGG((32, 32, 3), 10, depth=16, rngs=nnx.Rngs(0))) == 14_719_818
 
 
 def test_mlp_of_seed004_counts_by_hand():
@@ -32,8 +35,10 @@ def test_output_shapes():
   for name, shape in (("cnn", (28, 28, 1)), ("mobilenet_v2", (32, 32, 3)), ("resnet18", (32, 32, 3)),
                       ("vgg", (28, 28, 1)), ("vgg", (32, 32, 3))):
     c.model = name
-    model = registry.build(c, shape, 10, seed=0)
-    assert model(jnp.zeros((2, *shape)), train=False).shape == (2, 10)
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: registry.build(c, shape, 10, seed=0)))
+    out = jax.eval_shape(lambda s: nnx.merge(graphdef, s)(jnp.zeros((2, *shape)), train=False),
+                         state)
+    assert out.shape == (2, 10)
 
 
 def test_width_multiplier_rounds_like_torchvision():
