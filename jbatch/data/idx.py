@@ -93,3 +93,9 @@ def _read(path, magic):
     raise UserError(f"{path} is truncated or padded: header promises {expected} bytes of "
                     f"data, file has {len(raw) - offset}; replace it")
   return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims)
+
+
+def raw_train(name, data_dir):
+  """(uint8 training images (n, 28, 28), uint8 labels) as stored, for writing image folders."""
+  paths = check(name, data_dir)
+  return _read(paths["train_x"], IMAGE_MAGIC), _read(paths["train_y"], LABEL_MAGIC)

@@ -1,5 +1,5 @@
 """Study names -> modules. Each module has default_config, validate, run and report."""
 
-from jbatch.studies import accuracy, dynamics, throughput
+from jbatch.studies import accuracy, determinism, dynamics, loader, throughput
 
-STUDIES = {m.NAME: m for m in (throughput, accuracy, dynamics)}
+STUDIES = {m.NAME: m for m in (throughput, accuracy, dynamics, loader, determinism)}

@@ -27,7 +27,7 @@ from jbatch.data import registry as data_registry
 from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
 from jbatch.probes import noise_scale, schedule as probe_lib, sharpness
-from jbatch.results import report as report_lib, sweep
+from jbatch.results import sweep
 from jbatch.studies import accuracy, dynamics_report
 from jbatch.train import checkpoint, optim, parallel, schedules
 from jbatch.train.engine import Engine

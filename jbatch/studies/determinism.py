@@ -1,0 +1,135 @@
+"""S2, the cost of determinism (seeds/000): the same training run with and without XLA's
+deterministic-ops flag, each run in a process of its own.
+
+XLA reads XLA_FLAGS once, when the backend starts, so each run is a fresh
+`python -m jbatch.studies.determinism_run` with the flag set or not
+(`--xla_gpu_deterministic_ops=true`, the JAX counterpart of PyTorch's
+cudnn.deterministic; on a CPU XLA is deterministic either way). For each mode
+and device kind present: `runs` runs with the same seed, ms per step, and
+whether all of them end with bitwise-identical parameters.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from jbatch import config as config_lib
+from jbatch.data import registry as data_registry
+from jbatch.errors import UserError
+from jbatch.models import registry as model_registry
+from jbatch.results import report as report_lib, sweep
+from jbatch.train import optim, parallel
+
+NAME = "determinism"
+MODES = {"default": "", "deterministic": "--xla_gpu_deterministic_ops=true"}
+
+
+def default_config():
+  c = config_lib.base()
+  c.study = NAME
+  c.dataset = "synthetic"
+  c.synthetic.num_train = 8_192
+  c.synthetic.input_shape = (16, 16, 3)
+  c.model = "cnn"
+  c.cnn.channels = (16, 32)
+  c.cnn.hidden = 64
+  c.cnn.batchnorm = True
+  c.batch_sizes = (256,)
+  c.steps = 20
+  c.runs = 2
+  c.modes = tuple(MODES)
+  c.device_kinds = ("cpu", "gpu")  # those present are used
+  return c
+
+
+def validate(config):
+  num_train = data_registry.check(config)
+  model_registry.check(config)
+  optim.check(config.optimizer)
+  for mode in config_lib.names(config.modes):
+    if mode not in MODES:
+      raise UserError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+  if config.runs < 2 or config.steps < 1:
+    raise UserError(f"runs={config.runs}, steps={config.steps}: give runs >= 2 (to compare) "
+                    "and steps >= 1")
+  if not _kinds(config):
+    raise UserError(f"none of device_kinds {tuple(config.device_kinds)} is present; present: "
+                    f"{', '.join(parallel.available_kinds())}")
+  if num_train is not None:
+    sizes = config_lib.batch_sizes(config, num_train)
+    config_lib.validate_common(config, sizes, num_train)
+
+
+def _kinds(config):
+  present = parallel.available_kinds()
+  return [k for k in config_lib.names(config.device_kinds) if k in present]
+
+
+def grid(config, num_train):
+  fp = config_lib.fingerprint(config, ignore=("study", "modes", "device_kinds", "batch_sizes"))
+  return [{"run_id": f"{NAME}/{kind}/b{b}/{mode}/{fp}", "framework": "jax", "device_kind": kind,
+           "batch_size": b, "mode": mode}
+          for kind in _kinds(config) for b in config_lib.batch_sizes(config, num_train)
+          for mode in config_lib.names(config.modes)]
+
+
+def run(config, workdir):
+  num_train = data_registry.check(config)
+  if num_train is None:
+    num_train = data_registry.load(config).num_train
+  sweep.run(NAME, config, workdir, grid(config, num_train),
+            lambda p: _measure(config, p))
+
+
+def child_env(mode, kind):
+  """The environment of one run: XLA_FLAGS with or without the flag, one platform."""
+  env = dict(os.environ)
+  flags = [f for f in env.get("XLA_FLAGS", "").split() if "deterministic_ops" not in f]
+  if MODES[mode]:
+    flags.append(MODES[mode])
+  env["XLA_FLAGS"] = " ".join(flags)
+  env["JAX_PLATFORMS"] = {"gpu": "cuda"}.get(kind, kind)
+  return env
+
+
+def _measure(config, point):
+  job = {"config": config.to_dict(), "batch_size": point["batch_size"], "kind": point["device_kind"]}
+  results = []
+  for i in range(config.runs):
+    sweep.progress(f"{point['run_id']}: run {i + 1}/{config.runs} in a new process")
+    proc = subprocess.run([sys.executable, "-m", "jbatch.studies.determinism_run", json.dumps(job)],
+                          capture_output=True, text=True, env=child_env(point["mode"],
+                                                                        point["device_kind"]))
+    if proc.returncode != 0:
+      raise RuntimeError(f"run {i + 1} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+  hashes = [r["params_sha256"] for r in results]
+  return {"identical": len(set(hashes)) == 1, "params_sha256": hashes,
+          "step_ms_median": float(np.median([r["step_ms"] for r in results])),
+          "step_ms": [r["step_ms"] for r in results], "xla_flags": results[0]["xla_flags"],
+          "steps": config.steps, "runs": config.runs, "device_name": results[0]["device_name"],
+          "n_devices": results[0]["n_devices"], "compile_s": results[0]["compile_s"]}
+
+
+def report(records, workdir):
+  out = ["## Determinism: XLA's deterministic ops on and off (S2, seeds/000)", ""]
+  done = [r for r in records if r["status"] == "ok"]
+  if not done:
+    return "\n".join(out + ["No finished points yet."])
+  c = done[0]["config"]
+  out.append(f"Model `{c['model']}` {c.get(c['model'], '')}, dataset `{c['dataset']}`, "
+             f"{c['steps']} steps per run, {c['runs']} runs per mode, each in a new process. "
+             "On a CPU, XLA's reductions are deterministic with or without the flag.")
+  by = {(r["device_kind"], r["batch_size"], r["mode"]): r for r in done}
+  rows = []
+  for (kind, b, mode), r in sorted(by.items()):
+    base = by.get((kind, b, "default"))
+    rows.append([kind, r["device_name"], b, mode, r["step_ms_median"],
+                 r["step_ms_median"] / base["step_ms_median"] if base else None,
+                 "yes" if r["identical"] else "no", r["xla_flags"] or "-"])
+  out += ["", report_lib.table(["device", "name", "batch", "mode", "ms/step", "vs default",
+                                "identical parameters", "XLA_FLAGS"], rows)]
+  return "\n".join(out)
