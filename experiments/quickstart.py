@@ -7,13 +7,13 @@ MNIST's.
 import ml_collections
 
 from jbatch import config as config_lib
-from jbatch.studies import throughput
+from jbatch.studies import determinism, throughput
 
 
 def get_config():
   c = ml_collections.ConfigDict()
   c.study = "suite"
-  c.suite = ("throughput", "accuracy", "dynamics")
+  c.suite = ("throughput", "accuracy", "dynamics", "loader", "determinism")
 
   t = throughput.default_config()
   t.synthetic.num_train = 20_000
@@ -24,4 +24,21 @@ def get_config():
 
   c.accuracy = config_lib.from_file(__file__, "accuracy_small")
   c.dynamics = config_lib.from_file(__file__, "dynamics_small")
+
+  # The loader part feeds a small CNN instead of MobileNetV2: compiling MobileNetV2 alone
+  # takes 40 s on a 2-core CPU (experiments/loader_small.py keeps it).
+  ld = config_lib.from_file(__file__, "loader_small")
+  ld.workers = (0, 2)
+  ld.model = "cnn"
+  ld.cnn.channels = (8, 16)
+  ld.cnn.hidden = 32
+  c.loader = ld
+
+  d = determinism.default_config()
+  d.steps = 3
+  d.synthetic.num_train = 1024
+  d.synthetic.input_shape = (8, 8, 3)
+  d.cnn.channels = (8,)
+  d.batch_sizes = (128,)
+  c.determinism = d
   return c
