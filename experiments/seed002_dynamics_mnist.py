@@ -1,5 +1,6 @@
 """seeds/002 on MNIST: the CNN of PyTorch's MNIST example (conv 32, conv 64, no BatchNorm),
-batch 8 to 1024, SGD (linear LR scaling from 0.05 at 128) and Adam (sqrt scaling from 1e-3),
+batch 8 to 1024, SGD (0.05 at batch 128) and Adam (1e-3 at 128), LR scaled linearly with
+batch (--config.rules=linear,sqrt adds the square-root rule Malladi et al. give for Adam),
 20 epochs, probes every 15,000 examples on a fixed batch of 256; sharpness at the end;
 accumulation 8 x 32 vs 256 with and without BatchNorm.
 
