@@ -29,6 +29,15 @@ def table(headers, rows):
   return "\n".join(lines)
 
 
+def unfinished(records, finished=("ok",)):
+  """Markdown lines naming the points whose status is not in `finished` (empty if none)."""
+  bad = [r for r in records if r["status"] not in finished]
+  if not bad:
+    return []
+  return ["", "Points that did not finish: " + "; ".join(
+      f"{r['run_id']} {r['status']} {r.get('error', '')[:80]}" for r in bad)]
+
+
 def line_plot(workdir, filename, series, *, title, xlabel, ylabel, logx=True, logy=False):
   """series: {label: (xs, ys)}. Returns a markdown image link, or a note without matplotlib."""
   try:

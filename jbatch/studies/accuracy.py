@@ -59,9 +59,7 @@ def default_config():
   c.learning_rates = ml_collections.ConfigDict(BASE_LRS)
   c.optimizer.momentum = 0.9
   c.optimizer.weight_decay = 1e-4
-  c.schedule = ml_collections.ConfigDict(dict(
-      base_batch_size=128, warmup_epochs=0.0, decay="cosine", final_fraction=0.0,
-      step_epochs=(), step_gamma=0.1))
+  c.schedule = schedules.default_config(decay="cosine")
   c.inits = ("random",)
   c.init_checkpoint = ""  # a run folder of a finished jbatch run, for inits=pretrained
   c.seeds = (0,)
@@ -132,7 +130,10 @@ def grid(config, num_train):
       for opt in config_lib.names(config.optimizers):
         for init in config_lib.names(config.inits):
           for seed in config.seeds:
-            points.append({"run_id": f"{NAME}/b{b}/{rule}/{opt}/{init}/s{seed}/{fp}",
+            # The base LR is in the id, not in the config hash: another optimizer's
+            # LR changing keeps this run, its own changing reruns it.
+            lr = f"{opt}@{base_lr(config, opt):g}"
+            points.append({"run_id": f"{NAME}/b{b}/{rule}/{lr}/{init}/s{seed}/{fp}",
                            "framework": "jax", "device_kind": kind, "batch_size": b,
                            "rule": rule, "optimizer": opt, "init": init, "seed": seed})
   return points
@@ -303,8 +304,5 @@ def report(records, workdir):
     out += ["", report_lib.line_plot(workdir, "accuracy_time_to_target.png", reach,
                                      title=f"Training seconds to {target} test accuracy",
                                      xlabel="batch size", ylabel="seconds", logy=True)]
-  bad = [r for r in records if r["status"] not in ("ok", "diverged")]
-  if bad:
-    out += ["", "Points that did not finish: " + "; ".join(
-        f"{r['run_id']} {r['status']} {r.get('error', '')[:80]}" for r in bad)]
+  out += report_lib.unfinished(records, ("ok", "diverged"))
   return "\n".join(out)

@@ -61,9 +61,7 @@ def default_config():
   c.learning_rates = ml_collections.ConfigDict({"sgd": 0.05, "nesterov": 0.05, "adam": 1e-3,
                                                 "adamw": 1e-3})
   c.optimizer.momentum = 0.0
-  c.schedule = ml_collections.ConfigDict(dict(
-      base_batch_size=128, warmup_epochs=0.0, decay="constant", final_fraction=0.0,
-      step_epochs=(), step_gamma=0.1))
+  c.schedule = schedules.default_config(decay="constant")
   c.seeds = (0,)
   c.probes = ml_collections.ConfigDict(dict(
       every=0,               # probe every N steps, or
@@ -94,6 +92,8 @@ def validate(config):
   acc = config.accumulation
   if any(k < 1 for k in acc.steps) or acc.micro_batch < 1 or acc.epochs < 1:
     raise UserError("accumulation.steps, micro_batch and epochs must be >= 1")
+  if acc.steps:
+    accuracy.base_lr(config, "sgd")  # the accumulation runs use SGD
   parallel.check_kind(config.device_kind)
   schedules.check(config.schedule, config_lib.names(config.rules), config.epochs)
   if num_train is not None:
@@ -131,14 +131,15 @@ def grid(config, num_train):
     for rule in config_lib.names(config.rules):
       for opt in config_lib.names(config.optimizers):
         for seed in config.seeds:
-          points.append({"run_id": f"{NAME}/b{b}/{rule}/{opt}/s{seed}/{fp}", "kind": "train",
+          lr = f"{opt}@{accuracy.base_lr(config, opt):g}"  # as in accuracy.grid
+          points.append({"run_id": f"{NAME}/b{b}/{rule}/{lr}/s{seed}/{fp}", "kind": "train",
                          "framework": "jax", "device_kind": kind, "batch_size": b, "rule": rule,
                          "optimizer": opt, "seed": seed})
   acc = config.accumulation
   for k in dict.fromkeys(acc.steps):
     for bn in dict.fromkeys(acc.batchnorm):
       points.append({"run_id": f"{NAME}/accumulate{k}x{acc.micro_batch}/bn{int(bn)}/"
-                               f"e{acc.epochs}/{fp}",
+                               f"e{acc.epochs}/sgd@{accuracy.base_lr(config, 'sgd'):g}/{fp}",
                      "kind": "accumulation", "framework": "jax", "device_kind": kind,
                      "batch_size": k * acc.micro_batch, "micro_batches": k,
                      "micro_batch": acc.micro_batch, "batchnorm": bool(bn),

@@ -60,10 +60,7 @@ def report(records, workdir, published):
             "", "Without BatchNorm the two agree to float rounding; with it each micro-batch is "
             "normalized by its own statistics, so they part."]
   out += ["", "Published figures to compare with:", ""] + [f"- {p}" for p in published]
-  bad = [r for r in records if r["status"] not in ("ok", "diverged")]
-  if bad:
-    out += ["", "Points that did not finish: " + "; ".join(
-        f"{r['run_id']} {r['status']} {r.get('error', '')[:80]}" for r in bad)]
+  out += report_lib.unfinished(records, ("ok", "diverged"))
   return "\n".join(out)
 
 

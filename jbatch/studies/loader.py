@@ -218,8 +218,5 @@ def report(records, workdir):
   out += ["", report_lib.line_plot(workdir, "loader_images_per_sec.png", series,
                                    title="Pipeline alone: images/s by workers",
                                    xlabel="workers", ylabel="images/s", logx=False)]
-  bad = [r for r in records if r["status"] != "ok"]
-  if bad:
-    out += ["", "Points that did not finish: " + "; ".join(
-        f"{r['run_id']} {r['status']} {r.get('error', '')[:80]}" for r in bad)]
+  out += report_lib.unfinished(records)
   return "\n".join(out)

@@ -253,10 +253,7 @@ def report(records, workdir):
     out.append(report_lib.table(["device", "batch", "us/sample", "epoch s IQR"],
                                 [[r["device_kind"], r["batch_size"], 1e6 / r["samples_per_sec"],
                                   r["epoch_s_iqr"]] for r in probe]))
-  bad = [r for r in records if r["status"] != "ok"]
-  if bad:
-    out += ["", "Points that did not finish: " + "; ".join(
-        f"{r['run_id']} {r['status']} {r.get('error', '')[:80]}" for r in bad)]
+  out += report_lib.unfinished(records)
   series = {}
   for v, k in rows_keys:
     xs = [b for b in sizes if (v, k, b) in cell]

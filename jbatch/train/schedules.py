@@ -12,12 +12,20 @@ final_fraction * peak per step, or is multiplied by gamma at given epochs.
 import math
 
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from jbatch.errors import UserError
 
 RULES = ("none", "linear", "sqrt")
 DECAYS = ("constant", "cosine", "step")
+
+
+def default_config(decay):
+  """The config's schedule section: base LRs are given at base_batch_size."""
+  return ml_collections.ConfigDict(dict(
+      base_batch_size=128, warmup_epochs=0.0, decay=decay, final_fraction=0.0,
+      step_epochs=(), step_gamma=0.1))
 
 
 def scaled_lr(base_lr, base_batch, batch_size, rule):
