@@ -20,6 +20,7 @@ def get_config():
   t.batch_sizes = (100, 1000, "full")
   t.epochs = 2
   t.pow2_probe = (255, 256, 257)
+  t.memory_budget = 1 << 28  # largest batch within 256 MB, as on a small device: seconds
   c.throughput = t
 
   c.accuracy = config_lib.from_file(__file__, "accuracy_small")

@@ -46,7 +46,10 @@ def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
       assert len(r["norms_early"]) == len(r["norms_late"]) == 128
       assert r["probe_count"] == 5 and r["sharpness"] > 0 and r["final_distance"] > 0
   assert dynamics[("accumulation", 128, "sgd", False)]["max_abs_param_diff"] < 1e-4
-  records = [r for r in every if r["study"] == "throughput"]
+  records = [r for r in every if r["study"] == "throughput" and r["variant"] != "max_batch"]
+  (largest,) = [r for r in every if r.get("variant") == "max_batch"]
+  assert largest["status"] == "ok" and largest["max_batch"] > 20000
+  assert largest["planned_bytes_at_max"] <= largest["memory_budget_bytes"] < largest["planned_bytes_above"]
   variants = {r["variant"] for r in records}
   assert {"jax_fused", "jax_host"} <= variants
   for r in records:
@@ -59,6 +62,7 @@ def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
   assert all(r["flops_per_step"] > 0 and r["xla_total_bytes"] > 0 for r in fused)
   report = open(os.path.join(workdir, "report.md")).read()
   assert "Total seconds for 1 epochs" in report and "torch_eager / jax_fused" in report
+  assert "Largest batch whose train step fits" in report
   assert "The seeds/000 table" in report and "Gradient accumulation" in report
   assert os.path.exists(os.path.join(workdir, "dynamics_norm_hist.png"))
   assert os.path.exists(os.path.join(workdir, "throughput_total_seconds.png"))
@@ -73,7 +77,7 @@ def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
 def test_a_new_batch_size_runs_only_that_point(tmp_path):
   args = [f"--config={SMALL}", f"--workdir={tmp_path}", "--config.epochs=1",
           "--config.variants=('jax_fused',)", "--config.pow2_probe=()",
-          "--config.synthetic.num_train=2000"]
+          "--config.synthetic.num_train=2000", "--config.max_batch=False"]
   assert run_cli(*args, "--config.batch_sizes=(500,)").returncode == 0
   proc = run_cli(*args, "--config.batch_sizes=(500,1000)")
   assert proc.returncode == 0

@@ -21,13 +21,13 @@ Each returns {"sq_norms": (n,), "grad_sum": params-shaped sum over examples}.
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 from flax import nnx
 
 from jbatch.errors import UserError
 from jbatch.models.conv import taps
 from jbatch.probes import tape as tape_lib
+from jbatch.train.step import cross_entropy
 
 METHODS = ("fast", "vmap")
 
@@ -39,7 +39,7 @@ def sq_norm(tree):
 def _losses(graphdef, params, model_state, x, y):
   model = nnx.merge(graphdef, params, model_state, copy=True)
   logits = model(x, train=False)
-  return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  return cross_entropy(logits, y)
 
 
 def check_chunk(batch_size, chunk):

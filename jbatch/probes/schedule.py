@@ -15,12 +15,12 @@ first step, so that "early" is at initialization.
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from jbatch.errors import UserError
 from jbatch.probes import noise_scale, per_example
 from jbatch.train import loop
+from jbatch.train.step import cross_entropy
 
 BATCHES = ("fixed", "current")
 
@@ -103,7 +103,7 @@ class Probe:
     def mean_grad(params, x, y):
       def loss(p):
         logits = nnx.merge(self.graphdef, p, model_state, copy=True)(x, train=False)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return cross_entropy(logits, y).mean()
       return jax.grad(loss)(params)
     return mean_grad
 

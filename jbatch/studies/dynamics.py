@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
 from jbatch import config as config_lib
@@ -31,6 +30,7 @@ from jbatch.results import sweep
 from jbatch.studies import accuracy, dynamics_report
 from jbatch.train import checkpoint, optim, parallel, schedules
 from jbatch.train.engine import Engine
+from jbatch.train.step import cross_entropy
 from jbatch.train.fit import fit
 
 NAME = "dynamics"
@@ -234,7 +234,7 @@ def _sharpness(engine, x, y, iters, seed):
 
   def loss(params):  # BatchNorm in evaluation mode, as the per-example norms
     logits = nnx.merge(engine.graphdef, params, state.model_state, copy=True)(x, train=False)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return cross_entropy(logits, y).mean()
 
   eig, change = jax.jit(lambda p: sharpness.top_eigenvalue(loss, p, jax.random.key(seed), iters))(
       state.params)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from jbatch import config as config_lib
-from jbatch.bench import timing
+from jbatch.bench import max_batch, timing
 from jbatch.data import registry as data_registry
 from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
@@ -39,6 +39,8 @@ def default_config():
   c.device_kinds = ("cpu", "gpu")  # those present are used
   c.pow2_probe = (255, 256, 257, 1000, 1024)  # jax_fused only; () to skip
   c.peak_flops = 0.0  # FLOP/s per device for the fraction-of-peak column; 0: known GPUs only
+  c.max_batch = True  # search the largest batch whose train step fits, per device kind
+  c.memory_budget = 0  # bytes for that search; 0: the device's limit (GPU) or the RAM (CPU)
   return c
 
 
@@ -51,6 +53,8 @@ def validate(config):
       raise UserError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
   if config.warmup_epochs < 0:
     raise UserError("warmup_epochs must be >= 0")
+  if config.memory_budget < 0:
+    raise UserError("memory_budget must be >= 0 bytes (0: the device's own limit)")
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train) + tuple(config.pow2_probe)
     config_lib.validate_common(config, sizes, num_train)
@@ -91,6 +95,9 @@ def grid(config, num_train):
         points.append({"run_id": f"{NAME}/{variant}/{kind}/b{b}/s{config.seed}/{fp}",
                        "framework": variant.split("_")[0], "variant": variant,
                        "device_kind": kind, "batch_size": b, "pow2_probe": b in extra})
+    if config.max_batch:  # batch_size 0: the point finds it
+      points.append({"run_id": f"{NAME}/max_batch/{kind}/s{config.seed}/{fp}", "framework": "jax",
+                     "variant": "max_batch", "device_kind": kind, "batch_size": 0})
   return points
 
 
@@ -102,6 +109,8 @@ def run(config, workdir):
 
 def run_point(config, dataset, point):
   run = _run_jax if point["framework"] == "jax" else _run_torch
+  if point["variant"] == "max_batch":
+    run = _run_max_batch
   return {"num_train": dataset.num_train, **run(config, dataset, point)}
 
 
@@ -165,6 +174,30 @@ def _run_jax(config, dataset, point):
   return fields
 
 
+def _run_max_batch(config, dataset, point):
+  """The largest batch whose train step XLA plans within the budget (and, on a GPU, runs)."""
+  mesh = parallel.make_mesh(point["device_kind"], 1)
+  platform = mesh.devices.flat[0].platform
+  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, config.seed,
+                               platform)
+  engine = Engine(model, optim.make(config.optimizer), mesh)
+  budget = max_batch.budget_bytes(engine.device, config.memory_budget)
+  shape, step, state = dataset.input_shape, engine.train_step, engine.state
+  planned = {}
+
+  def fits(b):
+    planned[b] = max_batch.planned_bytes(step, state, shape, b)
+    if planned[b] is None or planned[b] > budget:
+      return False
+    return platform == "cpu" or max_batch.runs(step, state, shape, b)
+
+  best, tried = max_batch.largest_batch(fits)
+  return {"max_batch": best, "memory_budget_bytes": budget, "planned_bytes_at_max": planned.get(best),
+          "planned_bytes_above": planned.get(best + 1), "batches_tried": len(tried),
+          "method": "XLA planned bytes" + ("" if platform == "cpu" else " + one real step"),
+          "device_name": engine.device.device_kind, "n_devices": 1}
+
+
 def _run_torch(config, dataset, point):
   import torch
   from jbatch.torch_ref.train import TorchRunner
@@ -201,7 +234,7 @@ def report(records, workdir):
              f"{first['host_cpus']} host CPUs; devices: "
              + ", ".join(sorted({f"{r['device_kind']}={r['device_name']} x{r['n_devices']}" for r in ok}))
              + ". Compile time is reported apart and not included in the totals.")
-  main = [r for r in ok if not r.get("pow2_probe")]
+  main = [r for r in ok if not r.get("pow2_probe") and r["variant"] != "max_batch"]
   sizes = sorted({r["batch_size"] for r in main})
   cell = {(r["variant"], r["device_kind"], r["batch_size"]): r for r in main}
   rows_keys = sorted({(r["variant"], r["device_kind"]) for r in main},
@@ -246,6 +279,15 @@ def report(records, workdir):
         r["samples_per_sec"], r["compile_s"],
         r["flops_per_sec"] / 1e9 if r.get("flops_per_sec") else None, r.get("fraction_of_peak"),
         r.get("xla_total_bytes"), r.get("process_peak_bytes")] for r in fused]))
+  largest = [r for r in ok if r["variant"] == "max_batch"]
+  if largest:
+    out += ["", "Largest batch whose train step fits (seeds/003), found by doubling then "
+            "bisection over compiled (not run) steps:", "",
+            report_lib.table(["device", "largest batch", "budget bytes", "planned bytes at it",
+                              "planned bytes one above", "batches compiled", "method"],
+                             [[r["device_kind"], r["max_batch"], r["memory_budget_bytes"],
+                               r["planned_bytes_at_max"], r["planned_bytes_above"],
+                               r["batches_tried"], r["method"]] for r in largest])]
   probe = [r for r in fused if r["batch_size"] in (255, 256, 257, 1000, 1024)]
   if probe:
     out += ["", "Power-of-two probe (us per sample; a power of two is not special unless its "
