@@ -36,7 +36,8 @@ def sq_norm(tree):
   return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
 
 
-def _losses(graphdef, params, model_state, x, y):
+def eval_losses(graphdef, params, model_state, x, y):
+  """Per-example losses with BatchNorm in evaluation mode (what every probe differentiates)."""
   model = nnx.merge(graphdef, params, model_state, copy=True)
   logits = model(x, train=False)
   return cross_entropy(logits, y)
@@ -52,7 +53,7 @@ def make_vmap(graphdef, chunk):
   """(params, model_state, x, y) -> {sq_norms, grad_sum}; chunk must divide len(x)."""
 
   def one_grad(params, model_state, x, y):
-    return jax.grad(lambda p: _losses(graphdef, p, model_state, x[None], y[None])[0])(params)
+    return jax.grad(lambda p: eval_losses(graphdef, p, model_state, x[None], y[None])[0])(params)
 
   def norms(params, model_state, x, y):
     n = x.shape[0]
@@ -79,7 +80,7 @@ def make_fast(graphdef):
     # state filled in while tracing, and only its static part is read after.
     shape_tape = tape_lib.Tape()
     with tape_lib.recording(shape_tape):
-      jax.eval_shape(lambda p: _losses(graphdef, p, model_state, x, y), params)
+      jax.eval_shape(lambda p: eval_losses(graphdef, p, model_state, x, y), params)
     covered = sum(e.num_params for e in shape_tape.entries)
     total = sum(leaf.size for leaf in jax.tree.leaves(params))
     if covered != total:
@@ -89,7 +90,7 @@ def make_fast(graphdef):
     def summed_loss(p, perturbations):
       tape = tape_lib.Tape(perturbations)
       with tape_lib.recording(tape):
-        losses = _losses(graphdef, p, model_state, x, y)
+        losses = eval_losses(graphdef, p, model_state, x, y)
       return losses.sum(), [e.arrays for e in tape.entries]
 
     zeros = [jnp.zeros(o.shape, o.dtype) for o in shape_tape.outputs]

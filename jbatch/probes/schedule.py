@@ -15,12 +15,10 @@ first step, so that "early" is at initialization.
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from jbatch.errors import UserError
 from jbatch.probes import noise_scale, per_example
 from jbatch.train import loop
-from jbatch.train.step import cross_entropy
 
 BATCHES = ("fixed", "current")
 
@@ -85,8 +83,8 @@ class Probe:
     n = px.shape[0]
     out = self.norms(before.params, before.model_state, px, py)
     g2, trace = noise_scale.from_per_example(out["sq_norms"], out["grad_sum"])
-    result = {"sq_norms": out["sq_norms"], "grad_norm": jnp.sqrt(per_example.sq_norm(out["grad_sum"])) / n,
-              "g2": g2, "trace": trace,
+    result = {"sq_norms": out["sq_norms"], "g2": g2, "trace": trace,
+              "grad_norm": jnp.sqrt(per_example.sq_norm(out["grad_sum"])) / n,
               "distance": _distance(after.params, init_params),
               "update": _distance(after.params, before.params)}
     if self.groups:
@@ -101,10 +99,8 @@ class Probe:
 
   def _mean_grad(self, model_state):
     def mean_grad(params, x, y):
-      def loss(p):
-        logits = nnx.merge(self.graphdef, p, model_state, copy=True)(x, train=False)
-        return cross_entropy(logits, y).mean()
-      return jax.grad(loss)(params)
+      return jax.grad(
+          lambda p: per_example.eval_losses(self.graphdef, p, model_state, x, y).mean())(params)
     return mean_grad
 
 

@@ -18,19 +18,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 
 from jbatch import config as config_lib
 from jbatch.bench import timing
 from jbatch.data import registry as data_registry
 from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
-from jbatch.probes import noise_scale, schedule as probe_lib, sharpness
+from jbatch.probes import noise_scale, per_example, schedule as probe_lib, sharpness
 from jbatch.results import sweep
 from jbatch.studies import accuracy, dynamics_report
 from jbatch.train import checkpoint, optim, parallel, schedules
 from jbatch.train.engine import Engine
-from jbatch.train.step import cross_entropy
 from jbatch.train.fit import fit
 
 NAME = "dynamics"
@@ -231,11 +229,7 @@ def _time_probe(engine, probe, train, b, probe_args, repeats=3):
 
 def _sharpness(engine, x, y, iters, seed):
   state = engine.state
-
-  def loss(params):  # BatchNorm in evaluation mode, as the per-example norms
-    logits = nnx.merge(engine.graphdef, params, state.model_state, copy=True)(x, train=False)
-    return cross_entropy(logits, y).mean()
-
+  loss = lambda p: per_example.eval_losses(engine.graphdef, p, state.model_state, x, y).mean()
   eig, change = jax.jit(lambda p: sharpness.top_eigenvalue(loss, p, jax.random.key(seed), iters))(
       state.params)
   return float(eig), float(change)
