@@ -12,12 +12,10 @@ the practical peak. Variants alternate within a round; the best median of
 the rounds is kept.
 """
 
-import time
 
 from absl import app, flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jbatch import config as config_lib
 from jbatch.bench import timing
@@ -49,15 +47,6 @@ def _shape(model):
   return (28, 28, 1) if model == "cnn" else (32, 32, 3)
 
 
-def _median_seconds(fn, repeats):
-  seconds = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    seconds.append(time.perf_counter() - t0)
-  return float(np.median(seconds))
-
-
 class JaxVariant:
 
   def __init__(self, model, impl, b, steps):
@@ -81,13 +70,13 @@ class JaxVariant:
     def run():
       self.engine.state, m = self.step(self.engine.state, self.xb, self.yb)
       return m
-    return _median_seconds(run, repeats)
+    return timing.median_seconds(run, repeats)
 
   def time_fused(self, repeats):
     def run():
       self.engine.state, m = self.epoch(self.engine.state, self.x, self.y, loop.epoch_key(0, 1))
       return m
-    return _median_seconds(run, max(1, repeats // 2)) / self.steps
+    return timing.median_seconds(run, max(1, repeats // 2)) / self.steps
 
 
 class TorchVariant:
@@ -113,14 +102,14 @@ class TorchVariant:
       self.opt.step()
       return None
     run()
-    return _median_seconds(run, repeats)
+    return timing.median_seconds(run, repeats)
 
 
 def _matmul_gflops():
   a = jnp.ones((2048, 2048), jnp.float32)
   f = jax.jit(lambda a: a @ a)
   f(a).block_until_ready()
-  s = _median_seconds(lambda: f(a), 5)
+  s = timing.median_seconds(lambda: f(a), 5)
   return 2 * 2048 ** 3 / s / 1e9
 
 

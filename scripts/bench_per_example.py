@@ -14,7 +14,6 @@ more than 1.5x jax_step at batch 256. Variants alternate within a round; the
 best median of the rounds is kept.
 """
 
-import time
 
 from absl import app, flags
 import jax
@@ -46,16 +45,6 @@ def _config(model):
 
 def _shape(model):
   return (28, 28, 1) if model == "cnn" else (32, 32, 3)
-
-
-def _median(fn, repeats):
-  jax.block_until_ready(fn())
-  seconds = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    seconds.append(time.perf_counter() - t0)
-  return float(np.median(seconds))
 
 
 def _jax_variants(model, b):
@@ -121,7 +110,7 @@ def main(_):
       best = {}
       for _ in range(_ROUNDS.value):
         for name, fn in variants.items():
-          t = _median(fn, _REPEATS.value)
+          t = timing.median_seconds(fn, _REPEATS.value, warmup=1)
           best[name] = min(best.get(name, t), t)
       print(f"\n{model} batch {b} (torch threads {threads}); ms per call, ratio to the plain "
             "step of the same framework:")

@@ -30,6 +30,13 @@ def timed(fn):
   return out, time.perf_counter() - t0
 
 
+def median_seconds(fn, repeats, warmup=0):
+  """Median wall seconds of fn() over `repeats` calls, each made ready, after `warmup` calls."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  return float(np.median([timed(fn)[1] for _ in range(repeats)]))
+
+
 def spread(seconds):
   s = np.asarray(seconds, float)
   return {"median": float(np.median(s)), "min": float(s.min()), "max": float(s.max()),
