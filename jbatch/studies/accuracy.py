@@ -74,8 +74,7 @@ def validate(config):
   num_train = data_registry.check(config)
   model_registry.check(config)
   for name in config_lib.names(config.optimizers):
-    optim.check(ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=name,
-                                               learning_rate=base_lr(config, name))))
+    optim.check(optimizer_config(config, name))
   for init in config_lib.names(config.inits):
     if init not in INITS:
       raise UserError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
@@ -95,6 +94,12 @@ def validate(config):
       config_lib.check_devices(b, n, num_train, config.last_batch)
   schedules.check(config.schedule, config_lib.names(config.rules),
                   config.epochs if not config.examples else float("inf"))
+
+
+def optimizer_config(config, name):
+  """config.optimizer with this grid optimizer's name and base learning rate."""
+  return ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=name,
+                                        learning_rate=base_lr(config, name)))
 
 
 def base_lr(config, name):
@@ -162,8 +167,7 @@ def _train_point(config, dataset, point, workdir, pretrained):
   lr_base = base_lr(config, point["optimizer"])
   lr, peak = schedules.make(config.schedule, point["rule"], lr_base, b,
                             duration.steps_per_epoch, duration.total_steps)
-  opt_cfg = ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=point["optimizer"],
-                                           learning_rate=lr_base))
+  opt_cfg = optimizer_config(config, point["optimizer"])
   mesh = parallel.make_mesh(parallel.resolve_kind(config.device_kind), config.num_devices)
   platform = mesh.devices.flat[0].platform
   model = model_registry.build(config, dataset.input_shape, dataset.num_classes, point["seed"],

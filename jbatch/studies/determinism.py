@@ -55,7 +55,7 @@ def validate(config):
   if config.runs < 2 or config.steps < 1:
     raise UserError(f"runs={config.runs}, steps={config.steps}: give runs >= 2 (to compare) "
                     "and steps >= 1")
-  if not _kinds(config):
+  if not parallel.present_kinds(config_lib.names(config.device_kinds)):
     raise UserError(f"none of device_kinds {tuple(config.device_kinds)} is present; present: "
                     f"{', '.join(parallel.available_kinds())}")
   if num_train is not None:
@@ -63,16 +63,11 @@ def validate(config):
     config_lib.validate_common(config, sizes, num_train)
 
 
-def _kinds(config):
-  present = parallel.available_kinds()
-  return [k for k in config_lib.names(config.device_kinds) if k in present]
-
-
 def grid(config, num_train):
   fp = config_lib.fingerprint(config, ignore=("study", "modes", "device_kinds", "batch_sizes"))
   return [{"run_id": f"{NAME}/{kind}/b{b}/{mode}/{fp}", "framework": "jax", "device_kind": kind,
            "batch_size": b, "mode": mode}
-          for kind in _kinds(config) for b in config_lib.batch_sizes(config, num_train)
+          for kind in parallel.present_kinds(config_lib.names(config.device_kinds)) for b in config_lib.batch_sizes(config, num_train)
           for mode in config_lib.names(config.modes)]
 
 

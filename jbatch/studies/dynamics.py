@@ -82,7 +82,7 @@ def validate(config):
   num_train = data_registry.check(config)
   model_registry.check(config)
   for name in config_lib.names(config.optimizers):
-    optim.check(_opt_cfg(config, name))
+    optim.check(accuracy.optimizer_config(config, name))
   if not config.seeds:
     raise UserError("seeds is empty; give at least one, e.g. --config.seeds=0")
   if config.sharpness.iters < 0 or config.sharpness.examples < 1:
@@ -93,7 +93,8 @@ def validate(config):
   if acc.steps:
     accuracy.base_lr(config, "sgd")  # the accumulation runs use SGD
   parallel.check_kind(config.device_kind)
-  schedules.check(config.schedule, config_lib.names(config.rules), config.epochs)
+  schedules.check(config.schedule, config_lib.names(config.rules),
+                  config.epochs if not config.examples else float("inf"))
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
     config_lib.validate_common(config, sizes, num_train)
@@ -114,11 +115,6 @@ def validate(config):
 
 def _mesh(config):
   return parallel.make_mesh(parallel.resolve_kind(config.device_kind), config.num_devices)
-
-
-def _opt_cfg(config, name):
-  return ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=name,
-                                        learning_rate=accuracy.base_lr(config, name)))
 
 
 def grid(config, num_train):
@@ -157,7 +153,7 @@ def _engine(config, dataset, optimizer, lr, seed, micro_batches=1):
   mesh = _mesh(config)
   platform = mesh.devices.flat[0].platform
   model = model_registry.build(config, dataset.input_shape, dataset.num_classes, seed, platform)
-  tx = optim.make(_opt_cfg(config, optimizer), learning_rate=lr)
+  tx = optim.make(accuracy.optimizer_config(config, optimizer), learning_rate=lr)
   return Engine(model, tx, mesh, micro_batches), platform
 
 

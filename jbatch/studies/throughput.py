@@ -62,15 +62,10 @@ def validate(config):
 
 
 def _check_device_split(config, sizes, num_train):
-  for kind in _kinds(config):
+  for kind in parallel.present_kinds(config_lib.names(config.device_kinds)):
     n = len(parallel.make_mesh(kind, config.num_devices).devices.flat)
     for b in sizes:
       config_lib.check_devices(b, n, num_train, config.last_batch)
-
-
-def _kinds(config):
-  present = parallel.available_kinds()
-  return [k for k in config_lib.names(config.device_kinds) if k in present]
 
 
 def _torch_available():
@@ -88,7 +83,7 @@ def grid(config, num_train):
   if len(variants) < len(config_lib.names(config.variants)):
     sweep.progress("PyTorch is not installed: torch variants skipped (pip install 'jbatch[torch]')")
   points = []
-  for kind in _kinds(config):
+  for kind in parallel.present_kinds(config_lib.names(config.device_kinds)):
     for variant in variants:
       extra = tuple(b for b in config.pow2_probe if b not in sizes) if variant == "jax_fused" else ()
       for b in sizes + extra:

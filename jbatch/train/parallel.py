@@ -23,6 +23,12 @@ def available_kinds():
   return [k for k in ("cpu", "gpu", "tpu") if devices_of_kind(k)]
 
 
+def present_kinds(names):
+  """The kinds among `names` (a config's device_kinds) that this machine has."""
+  present = available_kinds()
+  return [k for k in names if k in present]
+
+
 def resolve_kind(device_kind):
   """A config's device_kind with 'auto' resolved: a GPU when there is one, else the CPU."""
   if device_kind != "auto":
