@@ -67,3 +67,47 @@ def test_models_agree_across_formulations():
     c.conv_impl = impl
     out[impl] = registry.build(c, (32, 32, 3), 10, seed=0)(x, train=False)
   np.testing.assert_allclose(out["im2col"], out["xla"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+@pytest.mark.parametrize("case", [CASES[1], CASES[7], CASES[8]])
+def test_chunked_im2col_equals_xla(case, chunk):
+  """5 images in chunks of 1 (five loop steps), 2 (two and a remainder of one) or 5."""
+  ref, alt = _pair("im2col", case)
+  x = jax.random.normal(jax.random.key(1), (5, 11, 10, case[0]))
+  kernel = alt.kernel[...]
+  geometry = alt.geometry(x, kernel)[:3] + (chunk,)
+  conv_ref = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, ref.strides, ref.padding, rhs_dilation=ref.dilation,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  conv_alt = lambda x, k: conv.im2col_conv(x, k, geometry)
+  y = conv_ref(x, kernel)
+  np.testing.assert_allclose(conv_alt(x, kernel), y, rtol=1e-5, atol=1e-5)
+  ct = jax.random.normal(jax.random.key(2), y.shape)
+  got = jax.vjp(conv_alt, x, kernel)[1](ct)
+  want = jax.vjp(conv_ref, x, kernel)[1](ct)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_chunk_size_follows_column_bytes(monkeypatch):
+  layer = conv.Conv(32, 64, 3, impl="im2col", rngs=nnx.Rngs(0))
+  x = jax.numpy.zeros((128, 26, 26, 32))
+  # Columns of one image: 24 * 24 * 3 * 3 * 32 floats = 663,552 bytes -> 4 images in 3 MiB.
+  assert layer.geometry(x, layer.kernel[...])[3] == 4
+  monkeypatch.setattr(conv, "CHUNK_BYTES", 10 ** 9)
+  assert layer.geometry(x, layer.kernel[...])[3] == 128
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 9, 7, 3)])
+def test_max_pool_gradient_goes_to_the_first_maximum(shape):
+  """Forward and gradient equal nnx.max_pool's (reduce_window), ties and a ragged edge included."""
+  from jbatch.models.layers import max_pool
+  # Values on a coarse grid: most windows hold ties.
+  x = jax.numpy.round(jax.random.normal(jax.random.key(0), shape))
+  ref = lambda x: nnx.max_pool(x, (2, 2), (2, 2))
+  y = ref(x)
+  np.testing.assert_array_equal(max_pool(x, 2), y)
+  ct = jax.random.normal(jax.random.key(1), y.shape)
+  np.testing.assert_array_equal(jax.vjp(lambda x: max_pool(x, 2), x)[1](ct)[0],
+                                jax.vjp(ref, x)[1](ct)[0])

@@ -1,9 +1,11 @@
 """Sharpness: the largest Hessian eigenvalue, by power iteration on Hessian-vector products.
 
-The Hessian is never formed: H v = d/de grad(L)(params + e v) by forward-over-
-reverse differentiation. Power iteration converges to the eigenvalue of
-largest magnitude; near a minimum that is the top (positive) one. The value
-returned is the Rayleigh quotient v.Hv at the last iterate.
+The Hessian is never formed: H v = grad(grad(L) . v) by reverse-over-reverse
+differentiation (the models' convolution and max-pool define their own
+reverse-mode gradients, which forward mode cannot differentiate). Power
+iteration converges to the eigenvalue of largest magnitude; near a minimum
+that is the top (positive) one. The value returned is the Rayleigh quotient
+v.Hv at the last iterate.
 """
 
 import jax
@@ -22,7 +24,7 @@ def top_eigenvalue(loss, params, key, iters=20):
   grad = jax.grad(loss)
 
   def hvp(v):
-    return jax.jvp(grad, (params,), (v,))[1]
+    return jax.grad(lambda p: _vdot(grad(p), v))(params)
 
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(key, len(leaves))
