@@ -111,3 +111,26 @@ def test_max_pool_gradient_goes_to_the_first_maximum(shape):
   ct = jax.random.normal(jax.random.key(1), y.shape)
   np.testing.assert_array_equal(jax.vjp(lambda x: max_pool(x, 2), x)[1](ct)[0],
                                 jax.vjp(ref, x)[1](ct)[0])
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+@pytest.mark.parametrize("stride,dilation,padding", [
+    (1, 1, 1), (2, 1, 1), (2, 1, ((0, 1), (1, 0))), (1, 2, 2), (3, 1, 0)])
+def test_depthwise_equals_xla(stride, dilation, padding, chunk):
+  """Strides that do and do not divide the padded size, dilation, uneven padding; three
+  images in chunks of 1, 2 (and a remainder) or 3."""
+  layer = conv.Conv(6, 6, 3, stride, padding=padding, dilation=dilation, groups=6,
+                    impl="im2col", rngs=nnx.Rngs(0))
+  assert layer.impl == "taps"
+  x = jax.random.normal(jax.random.key(1), (3, 11, 10, 6))
+  kernel = layer.kernel[...]
+  geometry = layer.geometry(x, kernel)[:3] + (chunk,)
+  conv_ref = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, layer.strides, layer.padding, rhs_dilation=layer.dilation,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)
+  conv_alt = lambda x, k: conv.depthwise_conv(x, k, geometry)
+  y = conv_ref(x, kernel)
+  np.testing.assert_allclose(conv_alt(x, kernel), y, rtol=1e-5, atol=1e-5)
+  ct = jax.random.normal(jax.random.key(2), y.shape)
+  for a, b in zip(jax.vjp(conv_alt, x, kernel)[1](ct), jax.vjp(conv_ref, x, kernel)[1](ct)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

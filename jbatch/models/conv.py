@@ -75,8 +75,7 @@ class Conv(nnx.Module):
                                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                    feature_group_count=self.groups)
     elif self.impl == "taps":
-      tap_slices = taps(self.pad(x), kernel.shape[:2], self.strides, self.dilation)
-      y = sum(t * kernel[i, j, 0] for (i, j), t in tap_slices)
+      y = depthwise_conv(x, kernel, self.geometry(x, kernel))
     else:
       y = im2col_conv(x, kernel, self.geometry(x, kernel))
     if self.bias is not None:
@@ -93,11 +92,14 @@ class Conv(nnx.Module):
     return jnp.pad(x, ((0, 0), *self.padding, (0, 0)))
 
   def geometry(self, x, kernel):
-    """(strides, padding, dilation, images per chunk) for im2col_conv."""
+    """(strides, padding, dilation, images per chunk) for im2col_conv and depthwise_conv."""
     padded = (x.shape[1] + sum(self.padding[0]), x.shape[2] + sum(self.padding[1]))
     ho, wo = (out_size(*a) for a in zip(padded, kernel.shape[:2], self.strides, self.dilation))
-    col_bytes = ho * wo * kernel.shape[0] * kernel.shape[1] * kernel.shape[2] * x.dtype.itemsize
-    chunk = min(x.shape[0], max(1, CHUNK_BYTES // col_bytes))
+    # The kh*kw slices of one image (the columns of im2col, the taps of a depthwise one).
+    tap_bytes = ho * wo * kernel.shape[0] * kernel.shape[1] * x.shape[-1] * x.dtype.itemsize
+    chunk = min(x.shape[0], max(1, CHUNK_BYTES // tap_bytes))
+    if kernel.shape[:2] == (1, 1) and self.strides == (1, 1):
+      chunk = x.shape[0]  # a plain matrix product: nothing to keep in cache
     return self.strides, self.padding, self.dilation, chunk
 
 
@@ -147,23 +149,70 @@ def _im2col_bwd(geometry, residuals, g):
 
   def chunk_grads(xc, gc):
     cols, col2im = jax.vjp(lambda a: _cols(a, kernel.shape[:2], geometry), xc)
-    dkernel = cols.reshape(-1, cols.shape[-1]).T @ gc.reshape(-1, gc.shape[-1])
-    return col2im(gc @ matrix.T)[0], dkernel
+    dmatrix = cols.reshape(-1, cols.shape[-1]).T @ gc.reshape(-1, gc.shape[-1])
+    return col2im(gc @ matrix.T)[0], dmatrix.reshape(kernel.shape)
 
+  return _chunked_grads(chunk_grads, x, g, geometry[3], kernel)
+
+
+def _chunked_grads(chunk_grads, x, g, chunk, kernel):
+  """(dx, dkernel) from chunk_grads(x chunk, g chunk) -> (dx chunk, dkernel of the chunk),
+  in one loop over the chunks and the remainder."""
   def body(dkernel, xg):
     dx, dk = chunk_grads(*xg)
     return dkernel + dk, dx
 
-  (xs, x_rest), (gs, g_rest) = _chunks(x, geometry[3]), _chunks(g, geometry[3])
-  dmatrix, dx = lax.scan(body, jnp.zeros_like(matrix), (xs, gs))
+  (xs, x_rest), (gs, g_rest) = _chunks(x, chunk), _chunks(g, chunk)
+  dkernel, dx = lax.scan(body, jnp.zeros_like(kernel), (xs, gs))
   dx = _unchunk(dx)
   if x_rest.shape[0]:
     dx_rest, dk = chunk_grads(x_rest, g_rest)
-    dx, dmatrix = jnp.concatenate([dx, dx_rest]), dmatrix + dk
-  return dx, dmatrix.reshape(kernel.shape)
+    dx, dkernel = jnp.concatenate([dx, dx_rest]), dkernel + dk
+  return dx, dkernel
 
 
 im2col_conv.defvjp(_im2col_fwd, _im2col_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_conv(x, kernel, geometry):
+  """Depthwise convolution (kernel kh, kw, 1, C) as a sum over taps of shifted slices
+  times that tap's per-channel weights: one elementwise pass each way."""
+  strides, padding, dilation, _ = geometry
+  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  return sum(t * kernel[i, j, 0] for (i, j), t in taps(x, kernel.shape[:2], strides, dilation))
+
+
+def _depthwise_fwd(x, kernel, geometry):
+  return depthwise_conv(x, kernel, geometry), (x, kernel)
+
+
+def _depthwise_bwd(geometry, residuals, g):
+  """Per chunk of the batch: the kernel gradient, per tap the sum of slice * g; the
+  input gradient, the taps run backwards over g dilated by the stride and padded, in
+  one pass. Whole-batch, XLA writes out every tap's slice of the input for the
+  kernel gradient (1.2 s of a 3.6 s MobileNetV2 step on a CPU)."""
+  strides, padding, dilation, chunk = geometry
+  x, kernel = residuals
+  kh, kw = kernel.shape[:2]
+  (dh, dw), (top, _), (left, _) = dilation, *padding
+
+  def chunk_grads(xc, gc):
+    xp = jnp.pad(xc, ((0, 0), *padding, (0, 0)))
+    dkernel = jnp.stack([(t * gc).sum((0, 1, 2)) for _, t in taps(xp, (kh, kw), strides, dilation)])
+    hp, wp = xp.shape[1:3]
+    spread = [(0, 0, 0)]
+    for size, k, s, d, out in zip((hp, wp), (kh, kw), strides, dilation, gc.shape[1:3]):
+      spread.append((d * (k - 1), size - (out - 1) * s - 1, s - 1))
+    gd = lax.pad(gc, jnp.zeros((), gc.dtype), spread + [(0, 0, 0)])
+    dxp = sum(gd[:, dh * (kh - 1 - i):dh * (kh - 1 - i) + hp, dw * (kw - 1 - j):dw * (kw - 1 - j) + wp]
+              * kernel[i, j, 0] for i in range(kh) for j in range(kw))
+    return dxp[:, top:top + xc.shape[1], left:left + xc.shape[2]], dkernel.reshape(kernel.shape)
+
+  return _chunked_grads(chunk_grads, x, g, chunk, kernel)
+
+
+depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 def taps(x, kernel_hw, strides, dilation):
