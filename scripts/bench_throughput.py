@@ -2,6 +2,7 @@
 
   python scripts/bench_throughput.py [--epochs=3] [--num_train=135844] [--batch_sizes=100,1000,10000,full]
       [--torch_compile] [--device_kind=cpu]
+  python scripts/bench_throughput.py --unroll=1,2,4,8 --batch_sizes=100   # steps per scan iteration
 
 Prints median epoch seconds per variant and the ratios torch_eager/jax_fused
 and jax_host/jax_fused (>1: fused JAX is faster). Each variant compiles and
@@ -13,6 +14,7 @@ from absl import app, flags
 
 from jbatch.data import registry
 from jbatch.studies import throughput
+from jbatch.train import loop
 
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "timed epochs per variant")
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 135_844, "synthetic training examples (seeds/004)")
@@ -20,6 +22,8 @@ _BATCHES = flags.DEFINE_list("batch_sizes", ["100", "1000", "10000", "full"], "b
 _COMPILE = flags.DEFINE_bool("torch_compile", False, "also time torch.compile")
 _KIND = flags.DEFINE_string("device_kind", "cpu", "cpu or gpu")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "alternating rounds; the best median of each is kept")
+_UNROLL = flags.DEFINE_list("unroll", [], "instead: fused JAX with each of these steps per scan "
+                            "iteration (loop.UNROLL) beside PyTorch eager, at --batch_sizes")
 
 
 def main(_):
@@ -27,6 +31,8 @@ def main(_):
   config.synthetic.num_train = _NUM_TRAIN.value
   config.epochs = _EPOCHS.value
   dataset = registry.load(config)
+  if _UNROLL.value:
+    return unroll_sweep(config, dataset)
   variants = ["jax_fused", "jax_host", "torch_eager"] + (["torch_compile"] if _COMPILE.value else [])
   print(f"S4 MLP, {dataset.num_train} examples, {config.epochs} epochs per round, "
         f"device {_KIND.value}, last batch {config.last_batch}")
@@ -45,6 +51,25 @@ def main(_):
       ratios.append(best["torch_compile"] / best["jax_fused"])
     print(f"{b:>7} " + " ".join(f"{best[v]:>16.4f}" for v in variants)
           + "".join(f" {r:>11.2f}x" for r in ratios), flush=True)
+
+
+def unroll_sweep(config, dataset):
+  """torch eager / fused JAX for each unroll (applied to steps under loop.SMALL_STEP_FLOPS)."""
+  print(f"unroll sweep, {_KIND.value}; torch_eager s / fused s per batch size")
+  for b in _BATCHES.value:
+    b = dataset.num_train if b == "full" else int(b)
+    best = {}
+    for _ in range(_ROUNDS.value):
+      for u in _UNROLL.value + ["torch"]:
+        framework, variant = ("torch", "torch_eager") if u == "torch" else ("jax", "jax_fused")
+        if u != "torch":
+          loop.UNROLL = int(u)
+        point = {"framework": framework, "variant": variant, "device_kind": _KIND.value,
+                 "batch_size": b}
+        s = throughput.run_point(config, dataset, point)["epoch_s_median"]
+        best[u] = min(best.get(u, s), s)
+    print(f"batch {b}: " + ", ".join(f"unroll {u}: {best['torch'] / best[u]:.2f}x"
+                                     for u in _UNROLL.value), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from flax import nnx
 from conftest import run_python
 from jbatch import config as config_lib
 from jbatch.errors import UserError
-from jbatch.models import registry
+from jbatch.models import conv, registry
 from jbatch.probes import noise_scale, per_example, sharpness
 
 
@@ -33,8 +33,15 @@ CASES = [("mlp", (20,), {}), ("cnn", (12, 12, 1), {"channels": (4, 8), "hidden":
          ("mobilenet_v2", (8, 8, 3), {"width": 0.35})]
 
 
+@pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("name,shape,settings", CASES, ids=lambda c: str(c))
-def test_fast_norms_equal_vmap_norms_and_mean_is_batch_gradient(name, shape, settings):
+def test_fast_norms_equal_vmap_norms_and_mean_is_batch_gradient(name, shape, settings, chunked,
+                                                                monkeypatch):
+  """chunked: every convolution (the model's and the norms') runs one image at a time."""
+  if chunked:
+    if name == "mlp":
+      pytest.skip("no convolutions")
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
   graphdef, params, state, x, y = _model(name, shape, **settings)
   fast = jax.jit(per_example.make(graphdef, "fast", 0))(params, state, x, y)
   slow = jax.jit(per_example.make(graphdef, "vmap", 8))(params, state, x, y)

@@ -97,10 +97,24 @@ class Conv(nnx.Module):
     ho, wo = (out_size(*a) for a in zip(padded, kernel.shape[:2], self.strides, self.dilation))
     # The kh*kw slices of one image (the columns of im2col, the taps of a depthwise one).
     tap_bytes = ho * wo * kernel.shape[0] * kernel.shape[1] * x.shape[-1] * x.dtype.itemsize
-    chunk = min(x.shape[0], max(1, CHUNK_BYTES // tap_bytes))
+    chunk = images_per_chunk(x.shape[0], tap_bytes)
     if kernel.shape[:2] == (1, 1) and self.strides == (1, 1):
       chunk = x.shape[0]  # a plain matrix product: nothing to keep in cache
     return self.strides, self.padding, self.dilation, chunk
+
+
+def images_per_chunk(n, slice_bytes):
+  """Images of a batch of n whose tap slices (slice_bytes per image) fit in CHUNK_BYTES."""
+  return min(n, max(1, CHUNK_BYTES // slice_bytes))
+
+
+def map_chunks(fn, chunk, *arrays):
+  """fn over chunks of `chunk` images of the arrays (lax.map) and the remainder, concatenated."""
+  split = [_chunks(a, chunk) for a in arrays]
+  out = _unchunk(lax.map(lambda chunks: fn(*chunks), tuple(s[0] for s in split)))
+  if not split[0][1].shape[0]:
+    return out
+  return jnp.concatenate([out, fn(*(s[1] for s in split))])
 
 
 def _cols(x, kernel_hw, geometry):
@@ -134,9 +148,7 @@ def im2col_conv(x, kernel, geometry):
   for the kernel gradient and folds the column gradient back (col2im) for the
   input gradient: no batch-sized column matrix is ever kept.
   """
-  chunks, rest = _chunks(x, geometry[3])
-  y = _unchunk(lax.map(lambda xc: _dense(xc, kernel, geometry), chunks))
-  return y if not rest.shape[0] else jnp.concatenate([y, _dense(rest, kernel, geometry)])
+  return map_chunks(lambda xc: _dense(xc, kernel, geometry), geometry[3], x)
 
 
 def _im2col_fwd(x, kernel, geometry):

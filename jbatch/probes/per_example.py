@@ -25,7 +25,7 @@ from jax import lax
 from flax import nnx
 
 from jbatch.errors import UserError
-from jbatch.models.conv import taps
+from jbatch.models.conv import images_per_chunk, map_chunks, taps
 from jbatch.probes import tape as tape_lib
 from jbatch.train.step import cross_entropy
 
@@ -119,30 +119,37 @@ def _dense(static, inputs, delta):
 
 
 def _conv(static, inputs, delta):
+  """Over chunks of the batch sized like the convolution's own (models/conv.py): the
+  tap slices of a whole batch would go to memory and back."""
   kh, kw, cin, cout = static["kernel_shape"]
-  x = jnp.pad(inputs["x"], ((0, 0), *static["padding"], (0, 0)))
-  tap_slices = [t for _, t in taps(x, (kh, kw), static["strides"], static["dilation"])]
-  n = x.shape[0]
-  d = delta.reshape(n, -1, delta.shape[-1])
-  groups = static["groups"]
-  if groups == 1:
-    cols = tap_slices[0] if len(tap_slices) == 1 else jnp.concatenate(tap_slices, -1)
-    cols = cols.reshape(n, -1, cols.shape[-1])
-    positions, k = cols.shape[1:]
-    if positions * (k + cout) < k * cout:
-      sq = jnp.sum(jnp.einsum("npk,nqk->npq", cols, cols) * jnp.einsum("npc,nqc->npq", d, d),
-                   (1, 2))
-    else:
-      sq = jnp.sum(jnp.einsum("npk,npc->nkc", cols, d) ** 2, (1, 2))
-  elif cin == 1 and groups == cout:  # depthwise: one weight per tap and channel
-    per_tap = jnp.stack([jnp.sum(t.reshape(n, -1, cout) * d, 1) for t in tap_slices], 1)
-    sq = jnp.sum(per_tap ** 2, (1, 2))
-  else:
+  x = inputs["x"]
+  groups, n = static["groups"], x.shape[0]
+  if groups != 1 and not (cin == 1 and groups == cout):
     raise UserError("the fast per-example path handles dense and depthwise convolutions, not "
                     f"groups={groups}; use probes.method=vmap")
-  if static["bias"]:
-    sq = sq + jnp.sum(d.sum(1) ** 2, -1)
-  return sq
+  def chunk_sq(xc, dc):
+    xp = jnp.pad(xc, ((0, 0), *static["padding"], (0, 0)))
+    tap_slices = [t for _, t in taps(xp, (kh, kw), static["strides"], static["dilation"])]
+    m = xc.shape[0]
+    d = dc.reshape(m, -1, cout)
+    if groups == 1:
+      cols = tap_slices[0] if len(tap_slices) == 1 else jnp.concatenate(tap_slices, -1)
+      cols = cols.reshape(m, -1, cols.shape[-1])
+      positions, k = cols.shape[1:]
+      if positions * (k + cout) < k * cout:
+        sq = jnp.sum(jnp.einsum("npk,nqk->npq", cols, cols) * jnp.einsum("npc,nqc->npq", d, d),
+                     (1, 2))
+      else:
+        sq = jnp.sum(jnp.einsum("npk,npc->nkc", cols, d) ** 2, (1, 2))
+    else:  # depthwise: one weight per tap and channel
+      per_tap = jnp.stack([jnp.sum(t.reshape(m, -1, cout) * d, 1) for t in tap_slices], 1)
+      sq = jnp.sum(per_tap ** 2, (1, 2))
+    if static["bias"]:
+      sq = sq + jnp.sum(d.sum(1) ** 2, -1)
+    return sq
+
+  slice_bytes = delta[0].size // cout * kh * kw * x.shape[-1] * x.dtype.itemsize
+  return map_chunks(chunk_sq, images_per_chunk(n, slice_bytes), x, delta)
 
 
 def _batchnorm(static, inputs, delta):
