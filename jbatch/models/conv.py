@@ -110,6 +110,8 @@ def images_per_chunk(n, slice_bytes):
 
 def map_chunks(fn, chunk, *arrays):
   """fn over chunks of `chunk` images of the arrays (lax.map) and the remainder, concatenated."""
+  if chunk >= arrays[0].shape[0]:
+    return fn(*arrays)  # no loop to compile
   split = [_chunks(a, chunk) for a in arrays]
   out = _unchunk(lax.map(lambda chunks: fn(*chunks), tuple(s[0] for s in split)))
   if not split[0][1].shape[0]:
@@ -170,6 +172,9 @@ def _im2col_bwd(geometry, residuals, g):
 def _chunked_grads(chunk_grads, x, g, chunk, kernel):
   """(dx, dkernel) from chunk_grads(x chunk, g chunk) -> (dx chunk, dkernel of the chunk),
   in one loop over the chunks and the remainder."""
+  if chunk >= x.shape[0]:
+    return chunk_grads(x, g)
+
   def body(dkernel, xg):
     dx, dk = chunk_grads(*xg)
     return dkernel + dk, dx
