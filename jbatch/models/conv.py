@@ -4,13 +4,15 @@ Formulations (all NHWC input, HWIO kernel, the same parameters as nnx.Conv):
   xla     lax.conv_general_dilated.
   im2col  the kh*kw shifted (strided, dilated) slices of the padded input
           concatenated on channels, then one matrix product; a 1x1
-          convolution is the matrix product alone.
+          convolution is the matrix product alone. Run over chunks of the
+          batch sized to stay in cache, with its own backward pass.
   taps    depthwise only (groups == in == out channels): the sum over the
-          kh*kw taps of a shifted slice times that tap's per-channel weights.
-Why: on a CPU, XLA lowers a convolution to a generic kernel that is 2-3x
-slower than PyTorch's alone and more than 10x slower inside a lax.scan (a
-fused epoch), while slices, concatenation and dots are fast in both
-(scripts/bench_conv_cpu.py measures all of it side by side). On a GPU
+          kh*kw taps of a shifted slice times that tap's per-channel weights,
+          with its own backward pass over chunks.
+Why: on a CPU, XLA lowers a convolution to a generic kernel that is 3-10x
+slower than these alone and about 50x slower inside a lax.scan (a fused
+epoch), while slices, concatenation and dots are fast in both
+(scripts/bench_conv_cpu.py measures it side by side with PyTorch). On a GPU
 cuDNN's convolution stays the default. `resolve` is the rule; `impl` may
 also be forced through the model config (conv_impl).
 """
@@ -30,9 +32,9 @@ IMPLS = ("auto", "xla", "im2col")
 # (conv 32->64 of the MNIST CNN at batch 128, forward + backward: 95 ms unchunked,
 # 60 ms in chunks of 4 images = 2.6 MB; scripts/bench_conv_cpu.py).
 CHUNK_BYTES = 3 * 2 ** 20
-CPU_REASON = ("im2col for dense convolutions, taps for depthwise ones: XLA's CPU "
-              "convolution is several times slower, more inside a fused epoch "
-              "(scripts/bench_conv_cpu.py)")
+CPU_REASON = ("im2col for dense convolutions, taps for depthwise ones, over cache-sized "
+              "chunks of the batch: XLA's CPU convolution is 3-10x slower, about 50x inside "
+              "a fused epoch (scripts/bench_conv_cpu.py)")
 GPU_REASON = "XLA's convolution (cuDNN)"
 
 
@@ -87,9 +89,6 @@ class Conv(nnx.Module):
           groups=self.groups, bias=self.bias is not None, padding=self.padding),
           {"x": x}, kernel.size + (0 if self.bias is None else self.bias.size))
     return y
-
-  def pad(self, x):
-    return jnp.pad(x, ((0, 0), *self.padding, (0, 0)))
 
   def geometry(self, x, kernel):
     """(strides, padding, dilation, images per chunk) for im2col_conv and depthwise_conv."""
@@ -216,14 +215,16 @@ def _depthwise_bwd(geometry, residuals, g):
 
   def chunk_grads(xc, gc):
     xp = jnp.pad(xc, ((0, 0), *padding, (0, 0)))
-    dkernel = jnp.stack([(t * gc).sum((0, 1, 2)) for _, t in taps(xp, (kh, kw), strides, dilation)])
+    # One reduction over the stacked products: per tap, XLA makes each a library call
+    # on a materialized slice (9 calls per chunk).
+    dkernel = jnp.stack([t * gc for _, t in taps(xp, (kh, kw), strides, dilation)]).sum((1, 2, 3))
     hp, wp = xp.shape[1:3]
     spread = [(0, 0, 0)]
     for size, k, s, d, out in zip((hp, wp), (kh, kw), strides, dilation, gc.shape[1:3]):
       spread.append((d * (k - 1), size - (out - 1) * s - 1, s - 1))
     gd = lax.pad(gc, jnp.zeros((), gc.dtype), spread + [(0, 0, 0)])
-    dxp = sum(gd[:, dh * (kh - 1 - i):dh * (kh - 1 - i) + hp, dw * (kw - 1 - j):dw * (kw - 1 - j) + wp]
-              * kernel[i, j, 0] for i in range(kh) for j in range(kw))
+    dxp = sum(gd[:, dh * (kh - 1 - i):, dw * (kw - 1 - j):][:, :hp, :wp] * kernel[i, j, 0]
+              for i in range(kh) for j in range(kw))
     return dxp[:, top:top + xc.shape[1], left:left + xc.shape[2]], dkernel.reshape(kernel.shape)
 
   return _chunked_grads(chunk_grads, x, g, chunk, kernel)

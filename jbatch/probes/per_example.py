@@ -127,6 +127,7 @@ def _conv(static, inputs, delta):
   if groups != 1 and not (cin == 1 and groups == cout):
     raise UserError("the fast per-example path handles dense and depthwise convolutions, not "
                     f"groups={groups}; use probes.method=vmap")
+
   def chunk_sq(xc, dc):
     xp = jnp.pad(xc, ((0, 0), *static["padding"], (0, 0)))
     tap_slices = [t for _, t in taps(xp, (kh, kw), static["strides"], static["dilation"])]
@@ -142,14 +143,17 @@ def _conv(static, inputs, delta):
       else:
         sq = jnp.sum(jnp.einsum("npk,npc->nkc", cols, d) ** 2, (1, 2))
     else:  # depthwise: one weight per tap and channel
-      per_tap = jnp.stack([jnp.sum(t.reshape(m, -1, cout) * d, 1) for t in tap_slices], 1)
+      per_tap = jnp.stack([t.reshape(m, -1, cout) * d for t in tap_slices], 1).sum(2)
       sq = jnp.sum(per_tap ** 2, (1, 2))
     if static["bias"]:
       sq = sq + jnp.sum(d.sum(1) ** 2, -1)
     return sq
 
   slice_bytes = delta[0].size // cout * kh * kw * x.shape[-1] * x.dtype.itemsize
-  return map_chunks(chunk_sq, images_per_chunk(n, slice_bytes), x, delta)
+  chunk = images_per_chunk(n, slice_bytes)
+  if (kh, kw) == (1, 1) and tuple(static["strides"]) == (1, 1):
+    chunk = n  # the input itself is the columns: nothing to build, nothing to keep in cache
+  return map_chunks(chunk_sq, chunk, x, delta)
 
 
 def _batchnorm(static, inputs, delta):
