@@ -96,14 +96,15 @@ class Conv(nnx.Module):
     ho, wo = (out_size(*a) for a in zip(padded, kernel.shape[:2], self.strides, self.dilation))
     # The kh*kw slices of one image (the columns of im2col, the taps of a depthwise one).
     tap_bytes = ho * wo * kernel.shape[0] * kernel.shape[1] * x.shape[-1] * x.dtype.itemsize
-    chunk = images_per_chunk(x.shape[0], tap_bytes)
-    if kernel.shape[:2] == (1, 1) and self.strides == (1, 1):
-      chunk = x.shape[0]  # a plain matrix product: nothing to keep in cache
+    chunk = images_per_chunk(x.shape[0], tap_bytes, kernel.shape[:2], self.strides)
     return self.strides, self.padding, self.dilation, chunk
 
 
-def images_per_chunk(n, slice_bytes):
-  """Images of a batch of n whose tap slices (slice_bytes per image) fit in CHUNK_BYTES."""
+def images_per_chunk(n, slice_bytes, kernel_hw, strides):
+  """Images of a batch of n whose tap slices (slice_bytes per image) fit in CHUNK_BYTES;
+  all n for a 1x1 stride-1 kernel, whose only slice is the input itself."""
+  if tuple(kernel_hw) == (1, 1) and tuple(strides) == (1, 1):
+    return n
   return min(n, max(1, CHUNK_BYTES // slice_bytes))
 
 

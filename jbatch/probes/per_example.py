@@ -150,9 +150,7 @@ def _conv(static, inputs, delta):
     return sq
 
   slice_bytes = delta[0].size // cout * kh * kw * x.shape[-1] * x.dtype.itemsize
-  chunk = images_per_chunk(n, slice_bytes)
-  if (kh, kw) == (1, 1) and tuple(static["strides"]) == (1, 1):
-    chunk = n  # the input itself is the columns: nothing to build, nothing to keep in cache
+  chunk = images_per_chunk(n, slice_bytes, (kh, kw), static["strides"])
   return map_chunks(chunk_sq, chunk, x, delta)
 
 
