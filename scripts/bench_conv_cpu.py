@@ -27,11 +27,21 @@ from jbatch.train.engine import Engine
 _MODELS = flags.DEFINE_list("models", ["cnn", "mobilenet_v2"], "cnn (MNIST) and/or mobilenet_v2 (CIFAR)")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "batch size")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "alternating rounds")
-_STEPS = flags.DEFINE_integer("fused_steps", 4, "steps per fused epoch")
+_STEPS = flags.DEFINE_integer("fused_steps", None, "steps per fused epoch (default: "
+                               "16 for cnn, 2 for mobilenet_v2; see FUSED_STEPS)")
 _EXTRA = flags.DEFINE_list("extra_impls", [], "more conv_impl values to time")
 _XLA_FUSED = flags.DEFINE_bool("xla_fused", True, "also time XLA's convolution inside a fused "
                                 "epoch (minutes per step for mobilenet_v2 on a 2-core CPU)")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "timed calls per variant per round")
+
+
+# Steps per timed fused epoch. Each call of a compiled epoch allocates its temporary
+# buffers afresh, and the first step pays the page faults of writing them (the CNN's
+# 19 MB convolution output: 10 ms in the first step, 0.9 ms in the next): a cost per
+# epoch, which a real epoch of hundreds of steps spreads thin. 16 CNN steps leave it
+# at under 2% of a step (4 steps: 0.95 torch/jax where 16 give 1.03-1.11);
+# MobileNetV2's 2-second steps hide it at 2.
+FUSED_STEPS = {"cnn": 16, "mobilenet_v2": 2}
 
 
 def _config(model):
@@ -132,7 +142,8 @@ def main(_):
   print(f"CPU: {jax.devices('cpu')[0].device_kind}, {len(jax.devices('cpu'))} JAX device(s); "
         f"float32 2048^3 matmul {peak:.1f} GFLOP/s (practical peak)")
   for model in _MODELS.value:
-    jx = {impl: JaxVariant(model, impl, b, _STEPS.value) for impl in ["xla", "auto"] + _EXTRA.value}
+    steps = _STEPS.value or FUSED_STEPS[model]
+    jx = {impl: JaxVariant(model, impl, b, steps) for impl in ["xla", "auto"] + _EXTRA.value}
     tv = TorchVariant(model, b)
     best = {}
     for _ in range(_ROUNDS.value):
@@ -145,7 +156,8 @@ def main(_):
       t = tv.time_step(_REPEATS.value)
       best["torch_eager"] = min(best.get("torch_eager", t), t)
     impl = registry.conv_impl(_config(model), "cpu")
-    print(f"\n{model} batch {b} (auto = {impl}; torch threads {tv.threads}); ms per train step:")
+    print(f"\n{model} batch {b} (auto = {impl}; torch threads {tv.threads}; {steps} steps per "
+          "fused epoch); ms per train step:")
     for name, t in best.items():
       print(f"  {name:18s} {1e3 * t:9.1f}")
     for mode in ("step", "fused"):
