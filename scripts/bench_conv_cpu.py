@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jbatch import config as config_lib
 from jbatch.bench import timing
 from jbatch.data import synthetic
-from jbatch.models import conv, registry
+from jbatch.models import registry
 from jbatch.train import loop, optim, parallel
 from jbatch.train.engine import Engine
 
@@ -59,7 +59,7 @@ def _shape(model):
 
 class JaxVariant:
 
-  def __init__(self, model, impl, b, steps, epoch=True):
+  def __init__(self, model, impl, b, steps):
     c = _config(model)
     c.conv_impl = impl
     data = synthetic.make(b * steps, 10, _shape(model), 10, seed=0)
@@ -70,9 +70,6 @@ class JaxVariant:
     self.step, self.step_compile_s = timing.compile_timed(
         jax.jit(self.engine.train_step, donate_argnums=0), self.engine.state,
         self.x[:b], self.y[:b])
-    self.flops = timing.cost(self.step)["flops"]
-    if not epoch:
-      return
     key = loop.epoch_key(0, 0)
     self.epoch, self.epoch_compile_s = timing.compile_timed(
         self.engine.fused_epoch(b, b * steps, "drop"), self.engine.state, self.x, self.y, key)
@@ -117,17 +114,6 @@ class TorchVariant:
     return timing.median_seconds(run, repeats)
 
 
-def _step_flops(model, b):
-  """XLA's FLOP count of the auto step with its convolutions unchunked: the same
-  arithmetic, where XLA counts a chunked convolution's loop body once, and counts a
-  grouped convolution (xla) as a dense one."""
-  saved, conv.CHUNK_BYTES = conv.CHUNK_BYTES, 2 ** 62
-  try:
-    return JaxVariant(model, "auto", b, 1, epoch=False).flops
-  finally:
-    conv.CHUNK_BYTES = saved
-
-
 def _matmul_gflops():
   a = jnp.ones((2048, 2048), jnp.float32)
   f = jax.jit(lambda a: a @ a)
@@ -167,7 +153,8 @@ def main(_):
       print(f"  torch_eager / jax_xla_{mode}:  {best['torch_eager'] / best[f'jax_xla_{mode}']:6.2f}"
             f"   torch_eager / jax_auto_{mode}: {best['torch_eager'] / best[f'jax_auto_{mode}']:6.2f}"
             f"   xla / auto ({mode}): {best[f'jax_xla_{mode}'] / best[f'jax_auto_{mode}']:6.2f}")
-    flops = _step_flops(model, b)
+    auto = jx["auto"]
+    flops = timing.step_flops(auto.engine.train_step, auto.engine.state, auto.xb, auto.yb)
     if flops:
       rate = flops / best["jax_auto_fused"] / 1e9
       print(f"  jax auto fused: {flops / 1e9:.2f} GFLOP per step (XLA), {rate:.1f} GFLOP/s "

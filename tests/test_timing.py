@@ -1,7 +1,9 @@
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from jbatch.bench import timing
+from jbatch.models import conv
 
 
 def test_cost_analysis_counts_a_matmul_by_hand():
@@ -16,3 +18,14 @@ def test_cost_analysis_counts_a_matmul_by_hand():
 def test_spread():
   s = timing.spread([3.0, 1.0, 2.0, 10.0])
   assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 10.0 and s["repeats"] == 4
+
+
+def test_step_flops_counts_every_chunk_of_a_convolution():
+  layer = conv.Conv(32, 64, 3, use_bias=False, impl="im2col", rngs=nnx.Rngs(0))
+  x = jnp.zeros((16, 26, 26, 32))
+  assert layer.geometry(x, layer.kernel[...])[3] == 4  # four loop steps of 4 images
+  by_hand = 2 * 16 * 24 * 24 * (3 * 3 * 32) * 64  # the forward's one product per chunk
+  forward = lambda x: layer(x)
+  assert timing.step_flops(forward, x) == by_hand
+  assert timing.cost(jax.jit(forward).lower(x))["flops"] < by_hand / 2  # the loop body once
+  assert layer.geometry(x, layer.kernel[...])[3] == 4  # chunking restored

@@ -9,6 +9,8 @@ import time
 import jax
 import numpy as np
 
+from jbatch.models import conv
+
 # Dense float32 peak per device, FLOP/s, for the fraction-of-peak column.
 # CPUs vary too much to list: give config.peak_flops for them.
 PEAK_FLOPS_F32 = {"H100": 67e12, "H200": 67e12, "A100": 19.5e12, "L4": 30.3e12,
@@ -53,6 +55,16 @@ def cost(compiled):
     analysis = analysis[0] if analysis else {}
   analysis = analysis or {}
   return {"flops": analysis.get("flops"), "bytes_accessed": analysis.get("bytes accessed")}
+
+
+def step_flops(fn, *args):
+  """XLA's FLOP count of fn(*args) over the whole (global) batch, from the program before
+  it is partitioned over devices, its convolutions counted unchunked (XLA counts a loop
+  body once). Traced afresh, since a cached trace may hold the chunked form; args may
+  be arrays, donated ones included, or shapes."""
+  shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
+  with conv.unchunked():
+    return cost(jax.jit(lambda *a: fn(*a)).lower(*shapes))["flops"]
 
 
 def memory(compiled):

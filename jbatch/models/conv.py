@@ -17,6 +17,7 @@ cuDNN's convolution stays the default. `resolve` is the rule; `impl` may
 also be forced through the model config (conv_impl).
 """
 
+import contextlib
 import functools
 
 import jax
@@ -106,6 +107,19 @@ def images_per_chunk(n, slice_bytes, kernel_hw, strides):
   if tuple(kernel_hw) == (1, 1) and tuple(strides) == (1, 1):
     return n
   return min(n, max(1, CHUNK_BYTES // slice_bytes))
+
+
+@contextlib.contextmanager
+def unchunked():
+  """Convolutions traced inside this context run over the whole batch at once. For XLA's
+  cost analysis: it counts a loop body once, so a chunked convolution's FLOPs would be
+  undercounted by its number of chunks."""
+  global CHUNK_BYTES
+  saved, CHUNK_BYTES = CHUNK_BYTES, 2 ** 62
+  try:
+    yield
+  finally:
+    CHUNK_BYTES = saved
 
 
 def map_chunks(fn, chunk, *arrays):

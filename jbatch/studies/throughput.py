@@ -132,7 +132,7 @@ def _run_jax(config, dataset, point):
   # XLA's view of one train step at this batch size: FLOPs and planned bytes.
   xb, yb = engine.put(dataset.train_x[:b], dataset.train_y[:b])
   step_exe, _ = timing.compile_timed(jax.jit(engine.train_step), engine.state, xb, yb)
-  step_cost, step_mem = timing.cost(step_exe), timing.memory(step_exe)
+  step_flops, step_mem = timing.step_flops(engine.train_step, engine.state, xb, yb), timing.memory(step_exe)
   del xb, yb, step_exe
 
   key = lambda e: engine.put(loop.epoch_key(config.seed, e))[0]  # on this mesh, not the default device
@@ -156,11 +156,11 @@ def _run_jax(config, dataset, point):
   fields = _epoch_fields(epoch_s, n, b, config.last_batch)
   fields.update(compile_s=compile_s, train_loss=summary["loss"], train_acc=summary["acc"],
                 device_name=engine.device.device_kind, n_devices=engine.n_devices,
-                flops_per_step=step_cost["flops"],
+                flops_per_step=step_flops,
                 process_peak_bytes=timing.device_peak_bytes(engine.device),
                 **step_mem, **model_registry.conv_fields(config, platform))
-  if step_cost["flops"]:
-    flops_per_sec = step_cost["flops"] / b * fields["samples_per_sec"]
+  if step_flops:
+    flops_per_sec = step_flops / b * fields["samples_per_sec"]
     peak = timing.peak_flops(engine.device, config.peak_flops)
     fields.update(flops_per_sec=flops_per_sec,
                   fraction_of_peak=flops_per_sec / (peak * engine.n_devices) if peak else None)

@@ -96,8 +96,7 @@ def steps_per_iteration(train_step, state, xb, yb):
   n_params = sum(a.size for a in jax.tree.leaves(state.params))
   if 6 * n_params * xb.shape[0] >= SMALL_STEP_FLOPS:
     return 1
-  shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (state, xb, yb))
-  flops = timing.cost(jax.jit(train_step).lower(*shapes))["flops"]
+  flops = timing.step_flops(train_step, state, xb, yb)
   return UNROLL if flops is not None and flops < SMALL_STEP_FLOPS else 1
 
 
