@@ -73,7 +73,7 @@ def test_evaluate_counts_every_test_example():
   ds = synthetic.make(100, 1234, (8,), 4, seed=1)
   eng = _engine(c, ds)
   tx, ty = eng.put(ds.test_x, ds.test_y)
-  m = eng.evaluator(1234, 500)(eng.state, tx, ty)
+  m = eng.evaluator(1234, 500)(eng.weights(), tx, ty)
   assert int(m["count"]) == 1234
   logits = eng.model()(jnp.asarray(ds.test_x), train=False)
   assert int(m["correct"]) == int((jnp.argmax(logits, -1) == ds.test_y).sum())

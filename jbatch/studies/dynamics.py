@@ -12,6 +12,7 @@ Two kinds of grid point:
                 LR; the parameters' difference and both accuracies.
 """
 
+import functools
 import time
 
 import jax
@@ -225,10 +226,18 @@ def _time_probe(engine, probe, train, b, probe_args, repeats=3):
 
 def _sharpness(engine, x, y, iters, seed):
   state = engine.state
-  loss = lambda p: per_example.eval_losses(engine.graphdef, p, state.model_state, x, y).mean()
-  eig, change = jax.jit(lambda p: sharpness.top_eigenvalue(loss, p, jax.random.key(seed), iters))(
-      state.params)
+  eig, change = _top_eigenvalue(engine.graphdef, iters, state.params, state.model_state, x, y,
+                                jax.random.key(seed))
   return float(eig), float(change)
+
+
+# One compiled power iteration per model and shape, shared by every point of a sweep
+# (graphdefs of equal models compare equal): it takes as long to compile as a fused
+# epoch, and no point's batch size or optimizer changes it.
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _top_eigenvalue(graphdef, iters, params, model_state, x, y, key):
+  loss = lambda p: per_example.eval_losses(graphdef, p, model_state, x, y).mean()
+  return sharpness.top_eigenvalue(loss, params, key, iters)
 
 
 def _summary(history, series):

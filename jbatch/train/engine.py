@@ -5,6 +5,8 @@ dataset is put on the device whole, and compiled epochs are built per batch
 size on request.
 """
 
+import functools
+
 import jax
 
 from jbatch.train import loop, parallel, state as state_lib
@@ -20,7 +22,6 @@ class Engine:
     self.state = jax.device_put(state, parallel.replicated(mesh))
     self.train_step = (make_train_step(self.graphdef, tx) if micro_batches == 1 else
                        make_accumulating_train_step(self.graphdef, tx, micro_batches))
-    self.eval_step = make_eval_step(self.graphdef)
     self.batch_sharding = parallel.batch_sharded(mesh)
 
   @property
@@ -43,7 +44,12 @@ class Engine:
     return loop.HostLoop(self.train_step, batch_size, num_train, last_batch, self.batch_sharding)
 
   def evaluator(self, num_examples, batch_size):
-    return loop.make_evaluate(self.eval_step, num_examples, batch_size)
+    """jit(engine.weights(), x, y) -> summed metrics over the set."""
+    return _evaluator(self.graphdef, num_examples, batch_size)
+
+  def weights(self):
+    """What an evaluation reads: the parameters and the model's own state."""
+    return self.state.params, self.state.model_state
 
   def start_from(self, params, model_state):
     """Training starts again from these weights: fresh optimizer state, step 0."""
@@ -53,3 +59,10 @@ class Engine:
 
   def model(self):
     return state_lib.to_model(self.graphdef, self.state)
+
+
+# One evaluation per model and shape, shared by every engine of an equal model (graphdefs of
+# equal models compare equal) whatever its optimizer: the points of a sweep compile it once.
+@functools.lru_cache(maxsize=None)
+def _evaluator(graphdef, num_examples, batch_size):
+  return loop.make_evaluate(make_eval_step(graphdef), num_examples, batch_size)

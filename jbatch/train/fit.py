@@ -47,7 +47,7 @@ def fit(engine, train, evals, duration, *, batch_size, seed, last_batch, eval_ba
   evaluators = {}
   for name, (ex, ey) in evals.items():
     evaluators[name], seconds = timing.compile_timed(
-        engine.evaluator(ex.shape[0], eval_batch_size), engine.state, ex, ey)
+        engine.evaluator(ex.shape[0], eval_batch_size), engine.weights(), ex, ey)
     compile_s += seconds
 
   status, diverged_epoch, t_loop = "ok", None, time.perf_counter()
@@ -69,7 +69,7 @@ def fit(engine, train, evals, duration, *, batch_size, seed, last_batch, eval_ba
     row = {"epoch": epoch + 1, "train_loss_running": summary["loss"],
            "train_acc_running": summary["acc"]}
     for name, evaluate in evaluators.items():
-      result = loop.summarize(evaluate(engine.state, *evals[name]))
+      result = loop.summarize(evaluate(engine.weights(), *evals[name]))
       row[f"{name}_loss"], row[f"{name}_acc"] = result["loss"], result["acc"]
     done_steps = epoch * duration.steps_per_epoch + steps
     row.update(steps=done_steps, examples=_examples(done_steps, duration, n, batch_size),

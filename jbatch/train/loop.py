@@ -142,20 +142,20 @@ class HostLoop:
 
 
 def make_evaluate(eval_step, num_examples, batch_size):
-  """jit(state, x, y) -> summed metrics over the whole set, in fixed-size chunks."""
+  """jit(weights, x, y) -> summed metrics over the whole set, in fixed-size chunks."""
   batch_size = min(batch_size, num_examples)
   full, tail = divmod(num_examples, batch_size)
 
-  def evaluate(state, x, y):
+  def evaluate(weights, x, y):
     def body(total, i):
       xb = lax.dynamic_slice_in_dim(x, i * batch_size, batch_size)
       yb = lax.dynamic_slice_in_dim(y, i * batch_size, batch_size)
-      return add_metrics(total, eval_step(state, xb, yb)), None
+      return add_metrics(total, eval_step(weights, xb, yb)), None
 
-    first = eval_step(state, x[:batch_size], y[:batch_size])
+    first = eval_step(weights, x[:batch_size], y[:batch_size])
     total, _ = lax.scan(body, first, jnp.arange(1, full))
     if tail:
-      total = add_metrics(total, eval_step(state, x[full * batch_size:], y[full * batch_size:]))
+      total = add_metrics(total, eval_step(weights, x[full * batch_size:], y[full * batch_size:]))
     return total
 
   return jax.jit(evaluate)

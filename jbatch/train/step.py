@@ -92,8 +92,11 @@ def make_accumulating_train_step(graphdef, tx, micro_batches):
 def make_eval_step(graphdef):
   loss_fn = make_loss(graphdef)
 
-  def eval_step(state, x, y):
-    _, (logits, loss_sum, _) = loss_fn(state.params, state.model_state, x, y, False)
+  def eval_step(weights, x, y):
+    """weights: (params, model_state); no optimizer state, so that one compiled
+    evaluation serves every optimizer."""
+    params, model_state = weights
+    _, (logits, loss_sum, _) = loss_fn(params, model_state, x, y, False)
     return _metrics(logits, y, loss_sum)
 
   return eval_step
