@@ -16,6 +16,26 @@ def test_search_finds_a_known_threshold_in_few_tries():
   assert max_batch.largest_batch(lambda b: True, limit=100)[0] == 100
 
 
+def test_guided_search_is_exact_and_short_on_affine_and_stepped_plans():
+  affine = lambda b: 5_000 + 37 * b  # what XLA plans, nearly
+  for plan in (affine,
+               lambda b: 4096 * -(-(5_000 + 37 * b) // 4096),    # rounded up to pages
+               lambda b: 5_000 + 37 * b + (b * b) // 1000):      # curving up
+    for budget in (4_000, 5_037, 1_000_000, 123_456_789):
+      sizes = {}
+
+      def fits(b):
+        sizes[b] = plan(b)
+        return sizes[b] <= budget
+
+      best, tried = max_batch.largest_batch(fits, guess=max_batch.affine_guess(sizes, budget))
+      plain, plain_tried = max_batch.largest_batch(lambda b: plan(b) <= budget)
+      assert best == plain and (best == 0 or plan(best) <= budget) and plan(best + 1) > budget
+      assert len(tried) <= len(plain_tried)
+      if plan is affine:
+        assert len(tried) <= 4  # 1 and 2, then the predicted boundary and one past it
+
+
 def test_largest_batch_of_a_real_step_is_where_its_plan_crosses_the_budget():
   c = config_lib.base()
   engine = Engine(registry.build(c, (32,), 10, seed=0), optim.make(c.optimizer),
@@ -23,6 +43,13 @@ def test_largest_batch_of_a_real_step_is_where_its_plan_crosses_the_budget():
   plan = lambda b: max_batch.planned_bytes(engine.train_step, engine.state, (32,), b)
   assert plan(2000) > plan(1000) > plan(500)  # the plan grows with the batch
   budget = plan(3000) + 1
-  best, _ = max_batch.largest_batch(lambda b: plan(b) <= budget, start=256)
+  sizes = {}
+
+  def fits(b):
+    sizes[b] = plan(b)
+    return sizes[b] <= budget
+
+  best, tried = max_batch.largest_batch(fits, guess=max_batch.affine_guess(sizes, budget))
   assert plan(best) <= budget < plan(best + 1)
   assert 3000 <= best < 3100
+  assert len(tried) <= 8  # doubling and bisection alone: 24

@@ -4,9 +4,11 @@ that fits").
 A batch fits when XLA's planned bytes for one train step (arguments, outputs
 and temporaries, from compiling it for that shape; nothing is allocated) are
 within the budget, and, where `run` is set (a GPU), when the step also runs
-once on real zeros without running out of memory. Doubling from `start`
-finds a batch that does not fit, then bisection the largest that does; the
-planned bytes grow with the batch, so the answer is exact for them.
+once on real zeros without running out of memory. The search brackets the
+boundary and narrows the bracket to one batch, jumping to where the line through
+two planned sizes crosses the budget (the plan is nearly affine in the batch)
+and bisecting where that guess fails to halve the bracket; the planned bytes
+grow with the batch, so the answer is exact for them.
 """
 
 import os
@@ -48,8 +50,15 @@ def budget_bytes(device, configured=0):
   return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def largest_batch(fits, start=1, limit=1 << 24):
-  """(largest b in [1, limit] with fits(b), {b: fits(b)} for every b tried); 0 if none fits."""
+def largest_batch(fits, start=1, limit=1 << 24, guess=None):
+  """(largest b in [1, limit] with fits(b), {b: fits(b)} for every b tried); 0 if none fits.
+
+  guess(a, b), when given, predicts the boundary from what fits saw at two batch sizes
+  (affine_guess: planned bytes are nearly affine in the batch), so the search jumps to
+  it instead of doubling and bisecting: 3-4 compiles instead of about 35 for a batch of
+  100,000s. A guess that does not halve the bracket is followed by a bisection step, so
+  the answer stays exact and the worst case within twice bisection's tries.
+  """
   tried = {}
 
   def check(b):
@@ -57,14 +66,35 @@ def largest_batch(fits, start=1, limit=1 << 24):
       tried[b] = bool(fits(b))
     return tried[b]
 
-  lo, hi = 0, start
+  prev, lo, hi = 0, 0, start
   while hi <= limit and check(hi):  # grow until a batch does not fit
-    lo, hi = hi, hi * 2
+    nxt = hi * 2
+    predicted = guess(prev, hi) if guess and prev else None
+    if predicted is not None and predicted + 1 > nxt:
+      nxt = predicted + 1  # just past the predicted boundary
+    prev, lo, hi = hi, hi, nxt
   if hi > limit:
     hi = limit + 1
     if check(limit):
       return limit, tried
+  bisect = guess is None
   while hi - lo > 1:  # lo fits (or is 0), hi does not
     mid = (lo + hi) // 2
+    predicted = None if bisect or not lo else guess(lo, hi)
+    if predicted is not None:
+      mid = min(max(predicted, lo + 1), hi - 1)
+    width = hi - lo
     lo, hi = (mid, hi) if check(mid) else (lo, mid)
+    bisect = guess is None or (predicted is not None and hi - lo > width // 2)
   return lo, tried
+
+
+def affine_guess(sizes, budget):
+  """guess(a, b) for largest_batch: where the line through (a, sizes[a]) and (b, sizes[b])
+  crosses the budget (the largest batch on or under it); None without both sizes."""
+  def guess(a, b):
+    sa, sb = sizes.get(a), sizes.get(b)
+    if sa is None or sb is None or sb <= sa:
+      return None
+    return a + int((budget - sa) * (b - a) // (sb - sa))
+  return guess

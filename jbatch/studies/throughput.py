@@ -186,7 +186,7 @@ def _run_max_batch(config, dataset, point):
       return False
     return platform == "cpu" or max_batch.runs(step, state, shape, b)
 
-  best, tried = max_batch.largest_batch(fits)
+  best, tried = max_batch.largest_batch(fits, guess=max_batch.affine_guess(planned, budget))
   return {"max_batch": best, "memory_budget_bytes": budget, "planned_bytes_at_max": planned.get(best),
           "planned_bytes_above": planned.get(best + 1), "batches_tried": len(tried),
           "method": "XLA planned bytes" + ("" if platform == "cpu" else " + one real step"),
@@ -276,8 +276,8 @@ def report(records, workdir):
         r.get("xla_total_bytes"), r.get("process_peak_bytes")] for r in fused]))
   largest = [r for r in ok if r["variant"] == "max_batch"]
   if largest:
-    out += ["", "Largest batch whose train step fits (seeds/003), found by doubling then "
-            "bisection over compiled (not run) steps:", "",
+    out += ["", "Largest batch whose train step fits (seeds/003), searched over compiled "
+            "steps (method: whether they also ran):", "",
             report_lib.table(["device", "largest batch", "budget bytes", "planned bytes at it",
                               "planned bytes one above", "batches compiled", "method"],
                              [[r["device_kind"], r["max_batch"], r["memory_budget_bytes"],
