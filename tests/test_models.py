@@ -6,6 +6,8 @@ from flax import nnx
 from jbatch import config as config_lib
 from jbatch.errors import UserError
 from jbatch.models import registry
+from jbatch.models.initializers import lecun_normal
+from jbatch.models.layers import Dense
 from jbatch.models.mobilenet_v2 import MobileNetV2, make_divisible
 from jbatch.models.resnet import ResNet18
 from jbatch.models.vgg import VGG
@@ -54,3 +56,19 @@ def test_unknown_model_and_wrong_input_are_user_errors():
   c.model = "mobilenet_v2"
   with pytest.raises(UserError, match="RGB"):
     registry.build(c, (32,), 10, seed=0)
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 8, 16), (3, 3, 1, 32), (1, 1, 24, 144), (64, 10),
+                                   (1000, 7)])
+def test_flat_initializer_draws_what_lecun_normal_draws(shape):
+  """Bit for bit, for sizes at, below and above a power of two."""
+  for seed in range(2):
+    key = jax.random.key(seed)
+    ours, flax_default = lecun_normal(key, shape), nnx.initializers.lecun_normal()(key, shape)
+    assert ours.shape == shape
+    assert jnp.array_equal(ours, flax_default)
+
+
+def test_models_keep_flax_default_initial_weights():
+  reference = nnx.Linear(20, 5, rngs=nnx.Rngs(3))
+  assert jnp.array_equal(Dense(20, 5, rngs=nnx.Rngs(3)).kernel[...], reference.kernel[...])

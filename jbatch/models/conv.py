@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 from flax import nnx
 
+from jbatch.models.initializers import lecun_normal
 from jbatch.probes import tape as tape_lib
 
 IMPLS = ("auto", "xla", "im2col")
@@ -58,8 +59,8 @@ class Conv(nnx.Module):
     kh, kw = _pairs(kernel_size)
     if in_features % groups or out_features % groups:
       raise ValueError(f"groups={groups} must divide {in_features} and {out_features}")
-    init = nnx.initializers.lecun_normal()  # nnx.Conv's default, so models keep their init
-    self.kernel = nnx.Param(init(rngs.params(), (kh, kw, in_features // groups, out_features)))
+    self.kernel = nnx.Param(lecun_normal(rngs.params(),
+                                         (kh, kw, in_features // groups, out_features)))
     self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
     self.strides, self.dilation, self.groups = _pairs(strides), _pairs(dilation), groups
     if padding == "VALID":
