@@ -132,7 +132,8 @@ def _run_jax(config, dataset, point):
   # XLA's view of one train step at this batch size: FLOPs and planned bytes.
   xb, yb = engine.put(dataset.train_x[:b], dataset.train_y[:b])
   step_exe, _ = timing.compile_timed(jax.jit(engine.train_step), engine.state, xb, yb)
-  step_flops, step_mem = timing.step_flops(engine.train_step, engine.state, xb, yb), timing.memory(step_exe)
+  step_flops = timing.step_flops(engine.train_step, engine.state, xb, yb)
+  step_mem = timing.memory(step_exe)
   del xb, yb, step_exe
 
   key = lambda e: engine.put(loop.epoch_key(config.seed, e))[0]  # on this mesh, not the default device
