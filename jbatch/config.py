@@ -1,21 +1,19 @@
-"""The config every study reads: defaults, validation, and durations in steps.
+"""The config every study reads: defaults and validation (train/plan.py turns its length
+into steps).
 
 A study's config file (experiments/*.py) starts from `base()` and changes what
 it needs. Validation runs before a folder is made or a dataset loaded, and
 every problem is a UserError whose one line says what to change.
 """
 
-import dataclasses
 import hashlib
 import json
-import math
 import os
 
 import ml_collections
 
 from jbatch.errors import UserError
-
-LAST_BATCH_MODES = ("drop", "partial")
+from jbatch.train import plan as plan_lib
 
 
 def base():
@@ -38,8 +36,18 @@ def base():
   c.optimizer = ml_collections.ConfigDict(dict(
       name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=0.0))
   c.batch_sizes = (100, 1000)
+  # The training length: epochs, or examples or steps when > 0 (one of the two).
   c.epochs = 1
-  c.examples = 0  # when > 0, the training length in examples instead of epochs
+  c.examples = 0
+  c.steps = 0
+  # Evaluation at every epoch end, and also every N steps or every N examples seen.
+  c.eval_every = 0
+  c.eval_every_examples = 0
+  # The last N training examples held out as a validation split (a target can use it).
+  c.validation_examples = 0
+  # Training stops at the first evaluation that meets it: metric acc | error | loss on
+  # split train | test | validation; metric "" for none.
+  c.target = ml_collections.ConfigDict(dict(metric="", value=0.0, split="test"))
   # PyTorch's DataLoader keeps a last short batch by default ("partial");
   # "drop" skips it so that every step has the same shape.
   c.last_batch = "partial"
@@ -55,12 +63,10 @@ def data_dir(config):
 def validate_common(config, sizes, num_train):
   """Checks shared by all studies: sizes are the resolved batch sizes, num_train the
   dataset's training size."""
-  if config.last_batch not in LAST_BATCH_MODES:
-    raise UserError(f"last_batch={config.last_batch!r}; choose one of {', '.join(LAST_BATCH_MODES)}")
-  if config.epochs <= 0:
-    raise UserError(f"epochs={config.epochs}; give a positive number of epochs")
-  if config.get("examples", 0) < 0:
-    raise UserError(f"examples={config.examples}; give 0 (use epochs) or a positive count")
+  if config.last_batch not in plan_lib.LAST_BATCH_MODES:
+    raise UserError(f"last_batch={config.last_batch!r}; choose one of "
+                    f"{', '.join(plan_lib.LAST_BATCH_MODES)}")
+  plan_lib.check_length(config, num_train)
   if not sizes:
     raise UserError("batch_sizes is empty; give at least one, e.g. --config.batch_sizes=100,1000")
   for b in sizes:
@@ -69,6 +75,10 @@ def validate_common(config, sizes, num_train):
     if b > num_train:
       raise UserError(f"batch size {b} is larger than the {num_train} training examples; "
                       "lower it or use a larger dataset")
+    plan = plan_lib.from_config(config, b, num_train)
+    if config.get("eval_every", 0) > plan.total_steps:
+      raise UserError(f"eval_every={config.eval_every} steps is longer than the "
+                      f"{plan.total_steps} steps of training at batch {b}; lower it")
 
 
 def batch_sizes(config, num_train):
@@ -92,31 +102,6 @@ def fingerprint(config, ignore=("batch_sizes", "study")):
   """A short hash of what a run depends on, so resumes skip only truly finished work."""
   d = {k: v for k, v in config.to_dict().items() if k not in ignore}
   return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-@dataclasses.dataclass(frozen=True)
-class Duration:
-  """A training length in steps for one batch size; the last epoch may be cut short."""
-  epochs: int
-  steps_per_epoch: int
-  total_steps: int
-
-  def steps_in(self, epoch):
-    return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
-
-
-def training_epochs(config, num_train):
-  """Length in epochs (maybe fractional): config.examples when set, else config.epochs."""
-  examples = config.get("examples", 0)
-  return examples / num_train if examples else config.epochs
-
-
-def duration(config, batch_size, num_train):
-  """The one place a duration in epochs or examples becomes steps for a batch size."""
-  full, tail = divmod(num_train, batch_size)
-  steps_per_epoch = full + (1 if tail and config.last_batch == "partial" else 0)
-  total = max(1, round(training_epochs(config, num_train) * steps_per_epoch))
-  return Duration(math.ceil(total / steps_per_epoch), steps_per_epoch, total)
 
 
 def names(value):

@@ -21,7 +21,7 @@ from jbatch import config as config_lib
 from jbatch.bench import timing
 from jbatch.data import synthetic
 from jbatch.models import registry
-from jbatch.train import loop, optim, parallel
+from jbatch.train import loop, optim, parallel, plan as plan_lib
 from jbatch.train.engine import Engine
 
 _MODELS = flags.DEFINE_list("models", ["cnn", "mobilenet_v2"], "cnn (MNIST) and/or mobilenet_v2 (CIFAR)")
@@ -66,13 +66,13 @@ class JaxVariant:
     self.engine = Engine(registry.build(c, data.input_shape, 10, seed=0, platform="cpu"),
                          optim.make(c.optimizer), parallel.make_mesh("cpu", 1))
     self.x, self.y = self.engine.put(data.train_x, data.train_y)
-    self.b, self.steps = b, steps
+    self.b, self.plan = b, plan_lib.make(data.num_train, b, "drop", epochs=1)
     self.step, self.step_compile_s = timing.compile_timed(
         jax.jit(self.engine.train_step, donate_argnums=0), self.engine.state,
         self.x[:b], self.y[:b])
     key = loop.epoch_key(0, 0)
     self.epoch, self.epoch_compile_s = timing.compile_timed(
-        self.engine.fused_epoch(b, b * steps, "drop"), self.engine.state, self.x, self.y, key)
+        self.engine.fused_epoch(self.plan), self.engine.state, self.x, self.y, key)
     self.xb, self.yb = self.x[:b], self.y[:b]
 
   def time_step(self, repeats):
@@ -85,7 +85,7 @@ class JaxVariant:
     def run():
       self.engine.state, m = self.epoch(self.engine.state, self.x, self.y, loop.epoch_key(0, 1))
       return m
-    return timing.median_seconds(run, max(1, repeats // 2)) / self.steps
+    return timing.median_seconds(run, max(1, repeats // 2)) / self.plan.steps_per_epoch
 
 
 class TorchVariant:

@@ -19,7 +19,7 @@ def _state(num_classes, channels=(4, 8), seed=0):
 
 def _save_finished(directory, state):
   checkpoint.RunCheckpoints(str(directory), every=1).maybe_save(
-      3, state, {"finished": True, "history": [], "epochs_done": 3, "train_seconds": 1.0})
+      3, 3, state, {"finished": True, "history": [], "epochs_done": 3, "train_seconds": 1.0})
 
 
 def test_restore_into_a_model_with_a_new_head(tmp_path):
@@ -63,7 +63,7 @@ def test_missing_or_unfinished_checkpoints(tmp_path):
   with pytest.raises(UserError, match="does not exist"):
     checkpoint.find_finished(str(tmp_path / "nowhere"))
   checkpoint.RunCheckpoints(str(tmp_path / "w" / "checkpoints" / "a"), every=1).maybe_save(
-      1, _state(10), {"finished": False})
+      1, 1, _state(10), {"finished": False})
   with pytest.raises(UserError, match="no finished jbatch checkpoint"):
     checkpoint.find_finished(str(tmp_path / "w"))
   (tmp_path / "empty").mkdir()
@@ -75,10 +75,10 @@ def test_resume_restores_the_latest(tmp_path):
   ck = checkpoint.RunCheckpoints(str(tmp_path / "r"), every=2)
   s = _state(10)
   assert ck.restore_latest(s) is None
-  ck.maybe_save(1, s, {"finished": False})  # not a multiple of 2: skipped
+  ck.maybe_save(1, 1, s, {"finished": False})  # not a multiple of 2: skipped
   assert ck.restore_latest(s) is None
   s2 = _state(10, seed=5)
-  ck.maybe_save(2, s2, {"finished": False, "epochs_done": 2})
+  ck.maybe_save(2, 2, s2, {"finished": False, "epochs_done": 2})
   got, meta = ck.restore_latest(s)
   assert meta["epochs_done"] == 2
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(s2)):

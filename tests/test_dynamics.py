@@ -14,7 +14,7 @@ from jbatch import config as config_lib
 from jbatch.data import synthetic
 from jbatch.models import registry
 from jbatch.probes import per_example, schedule
-from jbatch.train import loop, optim, parallel
+from jbatch.train import loop, optim, parallel, plan as plan_lib
 from jbatch.train.engine import Engine
 
 SMALL = [f"--config={REPO}/experiments/dynamics_small.py", "--config.dataset=synthetic",
@@ -48,11 +48,12 @@ def test_probes_leave_training_unchanged_and_measure_the_state_they_see():
   x, y = eng.put(ds.train_x, ds.train_y)
   init = jax.tree.map(np.array, eng.state.params)
   start = jax.tree.map(np.array, eng.state)
-  probe = schedule.Probe(eng.graphdef, _probe_cfg(every=11), 100, 1030, "partial", eng.mesh)
+  plan = plan_lib.make(1030, 100, "partial", epochs=1)
+  probe = schedule.Probe(eng.graphdef, _probe_cfg(every=11), plan, eng.mesh)
   args = (jax.tree.map(jax.numpy.copy, eng.state.params), x[:64], y[:64])
-  probed = eng.fused_epoch(100, 1030, "partial", probe=probe)
+  probed = eng.fused_epoch(plan, probe=probe)
   state, metrics = probed(eng.state, x, y, loop.epoch_key(0, 0), args)
-  plain_state, plain_metrics = eng.fused_epoch(100, 1030, "partial")(
+  plain_state, plain_metrics = eng.fused_epoch(plan)(
       start, x, y, loop.epoch_key(0, 0))
   np.testing.assert_array_equal(_flat(state.params), _flat(plain_state.params))
   assert int(metrics["correct"]) == int(plain_metrics["correct"])
@@ -71,13 +72,13 @@ def test_probes_due_by_examples_seen():
   c = config_lib.base()
   ds = synthetic.make(1030, 10, (32,), 10, seed=0)
   eng = _engine(c, ds)
-  probe = schedule.Probe(eng.graphdef, _probe_cfg(every_examples=250), 100, 1030, "partial",
-                         eng.mesh)
+  probe = schedule.Probe(eng.graphdef, _probe_cfg(every_examples=250),
+                         plan_lib.make(1030, 100, "partial", epochs=1), eng.mesh)
   due = [int(i) for i in range(22) if probe.due(np.int32(i))]
   # examples seen after step i+1: 100, 200, ..., 1000, 1030, then 1130, ...: multiples of 250
   # are crossed at 300, 500, 800, 1000, then 1280 (step 13), 1530 (15), 1780 (18), 2030 (20).
   assert due == [0, 2, 4, 7, 9, 13, 15, 18, 20]
-  assert int(probe.examples_seen(np.int32(12))) == 1130
+  assert int(probe.plan.examples_at(np.int32(12))) == 1130
 
 
 @pytest.mark.parametrize("batchnorm", [False, True])
@@ -91,7 +92,7 @@ def test_accumulated_micro_batches_equal_one_batch_without_batchnorm(batchnorm):
     x, y = eng.put(ds.train_x, ds.train_y)
     state = eng.state
     for e in range(2):
-      state, _ = eng.fused_epoch(128, 512, "drop")(state, x, y, loop.epoch_key(0, e))
+      state, _ = eng.fused_epoch(plan_lib.make(512, 128, "drop", epochs=1))(state, x, y, loop.epoch_key(0, e))
     params.append(_flat(state.params))
   diff = np.max(np.abs(params[0] - params[1]))
   if batchnorm:

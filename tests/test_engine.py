@@ -8,7 +8,7 @@ from jbatch import config as config_lib
 from jbatch.data import synthetic
 from jbatch.errors import UserError
 from jbatch.models import registry
-from jbatch.train import loop, optim, parallel
+from jbatch.train import loop, optim, parallel, plan as plan_lib
 from jbatch.train.engine import Engine
 
 
@@ -29,8 +29,8 @@ def test_fused_and_host_loop_reach_the_same_parameters(last_batch):
   for mode in ("fused", "host"):
     eng = _engine(c, ds)
     x, y = eng.put(ds.train_x, ds.train_y)
-    run = (eng.fused_epoch(100, ds.num_train, last_batch) if mode == "fused"
-           else eng.host_loop(100, ds.num_train, last_batch))
+    plan = plan_lib.make(ds.num_train, 100, last_batch, epochs=1)
+    run = eng.fused_epoch(plan) if mode == "fused" else eng.host_loop(plan)
     state = eng.state
     for e in range(2):
       state, metrics = run(state, x, y, loop.epoch_key(0, e))
@@ -46,9 +46,9 @@ def test_an_epoch_sees_every_example_once():
   c = config_lib.base()
   eng = _engine(c, ds)
   x, y = eng.put(ds.train_x, ds.train_y)
-  state, metrics = eng.fused_epoch(100, 250, "partial")(eng.state, x, y, loop.epoch_key(0, 0))
+  state, metrics = eng.fused_epoch(plan_lib.make(250, 100, "partial", epochs=1))(eng.state, x, y, loop.epoch_key(0, 0))
   assert int(metrics["count"]) == 250
-  _, metrics = eng.fused_epoch(100, 250, "drop")(state, x, y, loop.epoch_key(0, 1))
+  _, metrics = eng.fused_epoch(plan_lib.make(250, 100, "drop", epochs=1))(state, x, y, loop.epoch_key(0, 1))
   assert int(metrics["count"]) == 200
 
 

@@ -9,7 +9,7 @@ import json, jax, numpy as np
 from jbatch import config as config_lib
 from jbatch.data import synthetic
 from jbatch.models import registry
-from jbatch.train import loop, optim, parallel
+from jbatch.train import loop, optim, parallel, plan as plan_lib
 from jbatch.train.engine import Engine
 assert len(jax.devices()) == 8, jax.devices()
 c = config_lib.base()
@@ -19,7 +19,7 @@ for n in (1, 8):
   eng = Engine(registry.build(c, ds.input_shape, 10, seed=0), optim.make(c.optimizer),
                parallel.make_mesh("cpu", n))
   x, y = eng.put(ds.train_x, ds.train_y)
-  epoch = eng.fused_epoch(200, ds.num_train, "drop")
+  epoch = eng.fused_epoch(plan_lib.make(ds.num_train, 200, "drop", epochs=1))
   state = eng.state
   for e in range(2):
     state, m = epoch(state, x, y, loop.epoch_key(0, e))

@@ -158,7 +158,7 @@ def test_top_eigenvalue_of_a_quadratic():
 
 
 def test_batchnorm_in_training_mode_refuses_per_example_recording():
-  from jbatch.probes import tape as tape_lib
+  from jbatch.models import tape as tape_lib
   graphdef, params, state, x, y = _model("mlp", (20,))
   model = nnx.merge(graphdef, params, state)
   with tape_lib.recording(tape_lib.Tape()):

@@ -7,7 +7,11 @@ import pytest
 
 from jbatch import config as config_lib
 from jbatch.errors import UserError
-from jbatch.train import schedules
+from jbatch.train import plan as plan_lib, schedules
+
+
+def _plan(batch_size, steps_per_epoch, total_steps):
+  return plan_lib.make(batch_size * steps_per_epoch, batch_size, "drop", steps=total_steps)
 
 
 def _cfg(**kw):
@@ -25,8 +29,8 @@ def test_scaling_rules():
 
 
 def test_cosine_per_step():
-  lr, peak = schedules.make(_cfg(decay="cosine", final_fraction=0.1), "linear", 0.1, 256,
-                            steps_per_epoch=10, total_steps=100)
+  lr, peak = schedules.make(_cfg(decay="cosine", final_fraction=0.1), "linear", 0.1,
+                            _plan(256, 10, 100))
   assert peak == pytest.approx(0.2)
   assert float(lr(0)) == pytest.approx(0.2)
   assert float(lr(50)) == pytest.approx(0.2 * (0.1 + 0.9 * 0.5), rel=1e-5)
@@ -37,8 +41,8 @@ def test_cosine_per_step():
 
 def test_goyal_warmup_then_cosine():
   # Base 0.1 at 128, batch 1024 -> peak 0.8; warmup of 1 epoch (10 steps) from 0.1.
-  lr, peak = schedules.make(_cfg(decay="cosine", warmup_epochs=1), "linear", 0.1, 1024,
-                            steps_per_epoch=10, total_steps=50)
+  lr, peak = schedules.make(_cfg(decay="cosine", warmup_epochs=1), "linear", 0.1,
+                            _plan(1024, 10, 50))
   assert float(lr(0)) == pytest.approx(0.1)
   assert float(lr(5)) == pytest.approx(0.45)
   assert float(lr(10)) == pytest.approx(0.8)
@@ -47,8 +51,7 @@ def test_goyal_warmup_then_cosine():
 
 
 def test_step_decay():
-  lr, _ = schedules.make(_cfg(decay="step", step_epochs=(2, 4)), "none", 0.1, 64,
-                         steps_per_epoch=10, total_steps=60)
+  lr, _ = schedules.make(_cfg(decay="step", step_epochs=(2, 4)), "none", 0.1, _plan(64, 10, 60))
   assert [float(lr(s)) for s in (0, 19, 20, 39, 40, 59)] == pytest.approx(
       [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
@@ -67,10 +70,10 @@ def test_bad_schedules(kw, rules, message):
 def test_duration_in_epochs_and_examples():
   c = config_lib.base()
   c.epochs = 3
-  d = config_lib.duration(c, 300, 1000)  # 3 full batches + a partial one
+  d = plan_lib.from_config(c, 300, 1000)  # 3 full batches + a partial one
   assert (d.epochs, d.steps_per_epoch, d.total_steps) == (3, 4, 12)
   c.last_batch = "drop"
-  assert config_lib.duration(c, 300, 1000).total_steps == 9
+  assert plan_lib.from_config(c, 300, 1000).total_steps == 9
   c.last_batch, c.examples = "partial", 2500  # 2.5 epochs: the third cut to half
-  d = config_lib.duration(c, 300, 1000)
+  d = plan_lib.from_config(c, 300, 1000)
   assert (d.epochs, d.total_steps, d.steps_in(0), d.steps_in(2)) == (3, 10, 4, 2)

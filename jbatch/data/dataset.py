@@ -13,6 +13,8 @@ class Dataset:
   test_x: np.ndarray
   test_y: np.ndarray
   num_classes: int
+  val_x: np.ndarray | None = None  # a validation split held out of the training set
+  val_y: np.ndarray | None = None
 
   @property
   def input_shape(self):
@@ -27,6 +29,15 @@ class Dataset:
     if not n or n >= self.num_train:
       return self
     return dataclasses.replace(self, train_x=self.train_x[:n], train_y=self.train_y[:n])
+
+  def hold_out(self, n):
+    """The last n training examples become the validation split (n=0: none), so that a
+    target can be tuned on without touching the test set."""
+    if not n:
+      return self
+    keep = self.num_train - n
+    return dataclasses.replace(self, train_x=self.train_x[:keep], train_y=self.train_y[:keep],
+                               val_x=self.train_x[keep:], val_y=self.train_y[keep:])
 
 
 def standardize(train_x, test_x):

@@ -1,5 +1,9 @@
 """Dataset names -> sources. `check` is cheap and runs before any work; `load` reads.
 
+Both apply train_subset (the first N training examples) and validation_examples
+(the last N of those held out as a validation split); the training size they
+give is what is left.
+
 Names: synthetic, mnist1d, mnist and fashion_mnist (idx files in data_dir),
 cifar10 and any other TFDS name as tfds:<name> (prepared data only).
 """
@@ -23,7 +27,14 @@ def check(config):
   if subset < 0:
     raise UserError(f"train_subset={subset}; give 0 (all) or a positive number of examples")
   n = _check_source(config)
-  return min(n, subset) if n is not None and subset else n
+  n = min(n, subset) if n is not None and subset else n
+  held = config.get("validation_examples", 0)
+  if held < 0:
+    raise UserError(f"validation_examples={held}; give 0 (none) or a positive number")
+  if n is not None and held >= n:
+    raise UserError(f"validation_examples={held} is not smaller than the {n} training "
+                    "examples; hold out fewer")
+  return n - held if n is not None else None
 
 
 def _check_source(config):
@@ -47,7 +58,12 @@ def _check_source(config):
 
 def load(config):
   check(config)
-  return _load_source(config).first(config.get("train_subset", 0))
+  dataset = _load_source(config).first(config.get("train_subset", 0))
+  held = config.get("validation_examples", 0)
+  if held >= dataset.num_train:
+    raise UserError(f"validation_examples={held} is not smaller than the {dataset.num_train} "
+                    "training examples; hold out fewer")
+  return dataset.hold_out(held)
 
 
 def _load_source(config):

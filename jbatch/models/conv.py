@@ -26,7 +26,7 @@ from jax import lax
 from flax import nnx
 
 from jbatch.models.initializers import lecun_normal
-from jbatch.probes import tape as tape_lib
+from jbatch.models import tape as tape_lib
 
 IMPLS = ("auto", "xla", "im2col")
 # im2col works on chunks of the batch whose columns take about this much memory: a

@@ -13,7 +13,7 @@ from flax import nnx
 
 from jbatch.models.conv import Conv
 from jbatch.models.initializers import lecun_normal
-from jbatch.probes import tape as tape_lib
+from jbatch.models import tape as tape_lib
 
 
 class ConvBN(nnx.Module):
@@ -81,7 +81,7 @@ def global_avg_pool(x):
 
 
 class Dense(nnx.Linear):
-  """nnx.Linear that reports to a recording tape (probes/tape.py); otherwise the same."""
+  """nnx.Linear that reports to a recording tape (models/tape.py); otherwise the same."""
 
   def __init__(self, in_features, out_features, **kwargs):
     kwargs.setdefault("kernel_init", lecun_normal)  # nnx.Linear's, drawn flat: fewer compiles

@@ -3,7 +3,7 @@
   vmap  jax.vmap(jax.grad) of one example's loss, in chunks of `chunk`
         examples so that at most chunk copies of the gradient exist at once.
   fast  one backward pass of the summed loss with respect to a zero
-        perturbation of every layer's output (probes/tape.py) gives each
+        perturbation of every layer's output (models/tape.py) gives each
         example's output gradient delta; per layer:
           Dense      |a_i|^2 |delta_i|^2 (+ |delta_i|^2 for the bias)
           Conv       the im2col columns A_i (positions x taps*channels):
@@ -26,7 +26,7 @@ from flax import nnx
 
 from jbatch.errors import UserError
 from jbatch.models.conv import images_per_chunk, map_chunks, taps
-from jbatch.probes import tape as tape_lib
+from jbatch.models import tape as tape_lib
 from jbatch.train.step import cross_entropy
 
 METHODS = ("fast", "vmap")

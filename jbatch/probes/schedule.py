@@ -18,7 +18,6 @@ import jax.numpy as jnp
 
 from jbatch.errors import UserError
 from jbatch.probes import noise_scale, per_example
-from jbatch.train import loop
 
 BATCHES = ("fixed", "current")
 
@@ -53,19 +52,12 @@ def check(cfg, batch_sizes, n_devices):
 
 class Probe:
 
-  def __init__(self, graphdef, cfg, batch_size, num_train, last_batch, mesh):
-    self.graphdef, self.cfg = graphdef, cfg
-    full, tail = loop.epoch_plan(num_train, batch_size, last_batch)
-    self.steps_per_epoch, self.per_epoch = full + bool(tail), full * batch_size + tail
-    self.batch_size = batch_size
+  def __init__(self, graphdef, cfg, plan, mesh):
+    """plan: the run's train/plan.Plan, which says how many examples a step count is."""
+    self.graphdef, self.cfg, self.plan = graphdef, cfg, plan
     self.norms = per_example.make(graphdef, cfg.method, cfg.chunk)
     self.mesh = mesh if mesh.devices.size > 1 else None
     self.groups = mesh.devices.size if self.mesh is not None else cfg.groups
-
-  def examples_seen(self, step):
-    """Examples seen after `step` steps (each epoch may end with a short batch)."""
-    epochs, rest = jnp.divmod(step, self.steps_per_epoch)
-    return epochs * self.per_epoch + rest * self.batch_size
 
   def due(self, step):
     """Whether the step taken from `step` steps done is probed."""
@@ -73,7 +65,7 @@ class Probe:
       hit = (step + 1) % self.cfg.every == 0
     else:
       n = self.cfg.every_examples
-      hit = self.examples_seen(step) // n != self.examples_seen(step + 1) // n
+      hit = self.plan.examples_at(step) // n != self.plan.examples_at(step + 1) // n
     return hit | (step == 0)
 
   def __call__(self, before, after, xb, yb, probe_args):

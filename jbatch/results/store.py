@@ -12,7 +12,7 @@ import os
 import warnings
 
 RESULTS_FILE = "results.jsonl"
-FINISHED = ("ok", "diverged", "oom")
+FINISHED = ("ok", "diverged", "oom", "not_reached")  # a target not met is a result
 
 
 def append(workdir, record):
@@ -46,7 +46,7 @@ def read(workdir):
 
 
 def finished_run_ids(workdir):
-  """The runs that need not be redone: their last record is a result (ok, diverged, oom);
+  """The runs that need not be redone: their last record is a result (see FINISHED);
   a run whose last record is an error is tried again."""
   last = {}
   for record in read(workdir):

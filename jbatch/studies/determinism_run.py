@@ -18,23 +18,23 @@ def main(job):
   import numpy as np
   from jbatch.bench import timing
   from jbatch.data import registry as data_registry
-  from jbatch.models import registry as model_registry
-  from jbatch.train import loop, optim, parallel
-  from jbatch.train.engine import Engine
+  from jbatch.train import loop, plan as plan_lib, point as point_lib
 
   config = ml_collections.ConfigDict(job["config"])
-  b = job["batch_size"]
+  config.num_devices = 1
   dataset = data_registry.load(config)
-  mesh = parallel.make_mesh(job["kind"], 1)
-  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, config.seed,
-                               mesh.devices.flat[0].platform)
-  engine = Engine(model, optim.make(config.optimizer), mesh)
-  x, y = engine.put(dataset.train_x, dataset.train_y)
+  plan = plan_lib.make(dataset.num_train, job["batch_size"], "drop", steps=config.steps)
+  point = point_lib.setup(config, dataset, batch_size=job["batch_size"], seed=config.seed,
+                          device_kind=job["kind"], plan=plan)
+  engine = point.engine
+  x, y = point.train_arrays()
   key = engine.put(loop.epoch_key(config.seed, 0))[0]
-  epoch, compile_s = timing.compile_timed(
-      engine.fused_epoch(b, dataset.num_train, "drop", steps=config.steps), engine.state, x, y, key)
+  segment = plan.segments()[0]  # the first `steps` batches of an epoch, one call
+  start = () if segment.steps == plan.steps_per_epoch else (0,)
+  epoch, compile_s = timing.compile_timed(engine.fused_epoch(plan, segment=segment),
+                                          engine.state, x, y, key, *start)
   t0 = time.perf_counter()
-  state, metrics = epoch(engine.state, x, y, key)
+  state, metrics = epoch(engine.state, x, y, key, *start)
   jax.block_until_ready(metrics)
   seconds = time.perf_counter() - t0
   digest = hashlib.sha256()

@@ -27,10 +27,8 @@ from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
 from jbatch.probes import noise_scale, per_example, schedule as probe_lib, sharpness
 from jbatch.results import sweep
-from jbatch.studies import accuracy, dynamics_report
-from jbatch.train import checkpoint, optim, parallel, schedules
-from jbatch.train.engine import Engine
-from jbatch.train.fit import fit
+from jbatch.studies import dynamics_report
+from jbatch.train import parallel, point as point_lib, schedules
 
 NAME = "dynamics"
 PUBLISHED = [
@@ -82,8 +80,6 @@ def default_config():
 def validate(config):
   num_train = data_registry.check(config)
   model_registry.check(config)
-  for name in config_lib.names(config.optimizers):
-    optim.check(accuracy.optimizer_config(config, name))
   if not config.seeds:
     raise UserError("seeds is empty; give at least one, e.g. --config.seeds=0")
   if config.sharpness.iters < 0 or config.sharpness.examples < 1:
@@ -91,15 +87,12 @@ def validate(config):
   acc = config.accumulation
   if any(k < 1 for k in acc.steps) or acc.micro_batch < 1 or acc.epochs < 1:
     raise UserError("accumulation.steps, micro_batch and epochs must be >= 1")
-  if acc.steps:
-    accuracy.base_lr(config, "sgd")  # the accumulation runs use SGD
-  parallel.check_kind(config.device_kind)
-  schedules.check(config.schedule, config_lib.names(config.rules),
-                  config.epochs if not config.examples else float("inf"))
+  optimizers = config_lib.names(config.optimizers) + (("sgd",) if acc.steps else ())
+  point_lib.check(config, num_train, optimizers, config_lib.names(config.rules))
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
     config_lib.validate_common(config, sizes, num_train)
-    n = _mesh(config).devices.size
+    n = point_lib.mesh(config).devices.size
     for b in sizes:
       config_lib.check_devices(b, n, num_train, config.last_batch)
     probe_lib.check(config.probes, sizes, n)
@@ -114,10 +107,6 @@ def validate(config):
       config_lib.check_devices(acc.micro_batch, n, num_train, "drop")
 
 
-def _mesh(config):
-  return parallel.make_mesh(parallel.resolve_kind(config.device_kind), config.num_devices)
-
-
 def grid(config, num_train):
   fp = config_lib.fingerprint(config, ignore=_NOT_IN_HASH)
   kind = parallel.resolve_kind(config.device_kind)
@@ -126,7 +115,7 @@ def grid(config, num_train):
     for rule in config_lib.names(config.rules):
       for opt in config_lib.names(config.optimizers):
         for seed in config.seeds:
-          lr = f"{opt}@{accuracy.base_lr(config, opt):g}"  # as in accuracy.grid
+          lr = f"{opt}@{point_lib.base_lr(config, opt):g}"  # another LR reruns
           points.append({"run_id": f"{NAME}/b{b}/{rule}/{lr}/s{seed}/{fp}", "kind": "train",
                          "framework": "jax", "device_kind": kind, "batch_size": b, "rule": rule,
                          "optimizer": opt, "seed": seed})
@@ -134,7 +123,7 @@ def grid(config, num_train):
   for k in dict.fromkeys(acc.steps):
     for bn in dict.fromkeys(acc.batchnorm):
       points.append({"run_id": f"{NAME}/accumulate{k}x{acc.micro_batch}/bn{int(bn)}/"
-                               f"e{acc.epochs}/sgd@{accuracy.base_lr(config, 'sgd'):g}/{fp}",
+                               f"e{acc.epochs}/sgd@{point_lib.base_lr(config, 'sgd'):g}/{fp}",
                      "kind": "accumulation", "framework": "jax", "device_kind": kind,
                      "batch_size": k * acc.micro_batch, "micro_batches": k,
                      "micro_batch": acc.micro_batch, "batchnorm": bool(bn),
@@ -150,46 +139,27 @@ def run(config, workdir):
             lambda p: train[p["kind"]](config, dataset, p, workdir))
 
 
-def _engine(config, dataset, optimizer, lr, seed, micro_batches=1):
-  mesh = _mesh(config)
-  platform = mesh.devices.flat[0].platform
-  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, seed, platform)
-  tx = optim.make(accuracy.optimizer_config(config, optimizer), learning_rate=lr)
-  return Engine(model, tx, mesh, micro_batches), platform
-
-
 def _train_point(config, dataset, point, workdir):
   b, n = point["batch_size"], dataset.num_train
-  duration = config_lib.duration(config, b, n)
-  lr, peak = schedules.make(config.schedule, point["rule"],
-                            accuracy.base_lr(config, point["optimizer"]), b,
-                            duration.steps_per_epoch, duration.total_steps)
-  engine, platform = _engine(config, dataset, point["optimizer"], lr, point["seed"])
+  p = point_lib.setup(config, dataset, batch_size=b, seed=point["seed"],
+                      optimizer=point["optimizer"], rule=point["rule"])
+  engine = p.engine
   init_params = jax.tree.map(jnp.copy, engine.state.params)
-  probe = probe_lib.Probe(engine.graphdef, config.probes, b, n, config.last_batch, engine.mesh)
-  train = engine.put(dataset.train_x, dataset.train_y)
+  probe = probe_lib.Probe(engine.graphdef, config.probes, p.plan, engine.mesh)
+  train = p.train_arrays()
   pb = config.probes.batch_size
   probe_args = (init_params, train[0][:pb], train[1][:pb])
-  k = min(config.eval_train_examples or n, n)
-  evals = {"train": (train[0][:k], train[1][:k]),
-           "test": engine.put(dataset.test_x, dataset.test_y)}
-  ckpts = checkpoint.RunCheckpoints(checkpoint.run_dir(workdir, point["run_id"]),
-                                    config.checkpoint_every)
-  result = fit(engine, train, evals, duration, batch_size=b, seed=point["seed"],
-               last_batch=config.last_batch, eval_batch_size=config.eval_batch_size,
-               checkpoints=ckpts, lr_at=lr, label=point["run_id"].rsplit("/", 1)[0],
-               meta={"run_id": point["run_id"]}, probe=probe, probe_args=probe_args,
-               on_probes=lambda out, steps_before: _probe_rows(out, steps_before, probe))
+  result = point_lib.train(p, seed=point["seed"], run_id=point["run_id"], workdir=workdir,
+                           meta={"run_id": point["run_id"]}, probe=probe, probe_args=probe_args,
+                           on_probes=lambda out, steps_before: _probe_rows(out, steps_before,
+                                                                           probe))
   probe_ms = _time_probe(engine, probe, train, b, probe_args)
-  series = [p for row in result["history"] for p in row.get("probes", [])]
-  out = {**result, **_summary(result["history"], series), "lr_peak": peak, "num_train": n,
-         "steps_per_epoch": duration.steps_per_epoch, "probe_ms": probe_ms,
+  series = [r for row in result["history"] for r in row.get("probes", [])]
+  out = {**result, **_summary(result["history"], series), **p.fields(), "probe_ms": probe_ms,
          "probe_count": len(series),
          "probe_fraction": (probe_ms / 1e3 * len(series) / result["train_seconds"]
                             if result["train_seconds"] else None),
-         "per_example_batchnorm": "evaluation mode", "checkpoint_dir": ckpts.directory,
-         "device_name": engine.device.device_kind, "n_devices": engine.n_devices,
-         **model_registry.conv_fields(config, platform)}
+         "per_example_batchnorm": "evaluation mode"}
   if config.sharpness.iters and result["status"] == "ok":
     m = min(config.sharpness.examples, n)
     out["sharpness"], out["sharpness_change"] = _sharpness(
@@ -205,7 +175,7 @@ def _probe_rows(out, steps_before, probe):
   for i in due:
     norms = np.sqrt(out["values"]["sq_norms"][i])
     step = steps_before + int(i) + 1
-    row = {"step": step, "examples": int(probe.examples_seen(step)),
+    row = {"step": step, "examples": int(probe.plan.examples_at(step)),
            "norm_mean": float(norms.mean()), "norm_std": float(norms.std())}
     row.update({k: float(v[i]) for k, v in out["values"].items() if k != "sq_norms"})
     rows.append(row)
@@ -264,31 +234,27 @@ def _accumulation_point(config, dataset, point, workdir):
   """k accumulated micro-batches vs one batch of k * micro_batch from the same start."""
   cfg = config.copy_and_resolve_references()
   cfg.cnn.batchnorm = cfg.mlp.batchnorm = point["batchnorm"]
-  b, k, n = point["batch_size"], point["micro_batches"], dataset.num_train
-  cfg.last_batch, cfg.epochs, cfg.examples = "drop", config.accumulation.epochs, 0
-  duration = config_lib.duration(cfg, b, n)
-  lr = accuracy.base_lr(config, "sgd")
+  cfg.last_batch, cfg.epochs, cfg.examples, cfg.steps = "drop", config.accumulation.epochs, 0, 0
+  cfg.target.metric = ""  # both runs go the whole length
+  b, k = point["batch_size"], point["micro_batches"]
   runs, t0 = {}, time.perf_counter()
   for name, micro in (("accumulated", k), ("whole", 1)):
-    engine, platform = _engine(cfg, dataset, "sgd", lr, point["seed"], micro)
-    train = engine.put(dataset.train_x, dataset.train_y)
-    m = min(config.eval_train_examples or n, n)
-    result = fit(engine, train, {"train": (train[0][:m], train[1][:m]),
-                                 "test": engine.put(dataset.test_x, dataset.test_y)},
-                 duration, batch_size=b, seed=point["seed"], last_batch="drop",
-                 eval_batch_size=config.eval_batch_size, label=f"{point['run_id']} {name}")
-    runs[name] = (engine.state.params, result)
+    p = point_lib.setup(cfg, dataset, batch_size=b, seed=point["seed"], optimizer="sgd",
+                        micro_batches=micro)
+    result = point_lib.train(p, seed=point["seed"], label=f"{point['run_id']} {name}")
+    runs[name] = (p.engine.state.params, result)
   (pa, ra), (pb, rb) = runs["accumulated"], runs["whole"]
   diff = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), pa, pb))
   scale = jax.tree.leaves(jax.tree.map(lambda b: jnp.max(jnp.abs(b)), pb))
   last = lambda r, f: r["history"][-1][f] if r["history"] else None
+  fields = p.fields()
   return {"status": "ok" if ra["status"] == rb["status"] == "ok" else "diverged",
           "max_abs_param_diff": float(max(diff)), "max_abs_param": float(max(scale)),
           "accumulated_train_acc": last(ra, "train_acc"), "accumulated_test_acc": last(ra, "test_acc"),
           "whole_train_acc": last(rb, "train_acc"), "whole_test_acc": last(rb, "test_acc"),
-          "steps": duration.total_steps, "learning_rate": lr, "last_batch": "drop",
-          "seconds_both": time.perf_counter() - t0, "device_name": engine.device.device_kind,
-          "n_devices": engine.n_devices, **model_registry.conv_fields(cfg, platform)}
+          "steps": p.plan.total_steps, "learning_rate": p.base_lr, "last_batch": "drop",
+          "seconds_both": time.perf_counter() - t0, "device_name": fields["device_name"],
+          "n_devices": fields["n_devices"], **model_registry.conv_fields(cfg, p.platform)}
 
 
 def report(records, workdir):

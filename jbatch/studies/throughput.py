@@ -17,16 +17,13 @@ from jbatch.bench import max_batch, timing
 from jbatch.data import registry as data_registry
 from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
-from jbatch.results import report as report_lib, sweep
-from jbatch.train import loop, optim, parallel
+from jbatch.results import sweep
+from jbatch.studies import throughput_report
+from jbatch.train import loop, optim, parallel, plan as plan_lib, point as point_lib
 from jbatch.train.engine import Engine
 
 NAME = "throughput"
 VARIANTS = ("jax_fused", "jax_host", "torch_eager", "torch_compile")
-PUBLISHED = {  # seeds/004, 50 epochs, i7-3770 vs GTX 1060, total seconds
-    "batch": (100, 500, 1000, 2000, 5000, 10000, 135844),
-    "cpu": (128.1, 75.1, 60.5, 54.3, 54.0, 52.6, 69.0),
-    "gpu": (522.1, 134.5, 85.0, 60.9, 44.8, 39.7, 35.2)}
 
 
 def default_config():
@@ -109,25 +106,26 @@ def run_point(config, dataset, point):
   return {"num_train": dataset.num_train, **run(config, dataset, point)}
 
 
-def _epoch_fields(epoch_s, num_train, batch_size, last_batch):
-  full, tail = loop.epoch_plan(num_train, batch_size, last_batch)
-  steps = full + (1 if tail else 0)
-  examples = full * batch_size + tail
+def _epoch_fields(epoch_s, plan):
   s = timing.spread(epoch_s)
   return {"epoch_s": epoch_s, "epoch_s_median": s["median"], "epoch_s_iqr": s["iqr"],
-          "total_s": float(sum(epoch_s)), "steps_per_epoch": steps,
-          "step_ms_median": 1e3 * s["median"] / steps,
-          "samples_per_sec": examples / s["median"]}
+          "total_s": float(sum(epoch_s)), "steps_per_epoch": plan.steps_per_epoch,
+          "step_ms_median": 1e3 * s["median"] / plan.steps_per_epoch,
+          "samples_per_sec": plan.examples_per_epoch / s["median"]}
+
+
+def _plan(config, batch_size, num_train):
+  """One epoch of this batch size: what every timed epoch runs."""
+  return plan_lib.make(num_train, batch_size, config.last_batch, epochs=1)
 
 
 def _run_jax(config, dataset, point):
-  b, n = point["batch_size"], dataset.num_train
-  mesh = parallel.make_mesh(point["device_kind"], config.num_devices)
-  platform = mesh.devices.flat[0].platform
-  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, config.seed,
-                               platform)
-  engine = Engine(model, optim.make(config.optimizer), mesh)
-  x, y = engine.put(dataset.train_x, dataset.train_y)
+  b = point["batch_size"]
+  plan = _plan(config, b, dataset.num_train)
+  p = point_lib.setup(config, dataset, batch_size=b, seed=config.seed,
+                      device_kind=point["device_kind"], plan=plan)
+  engine = p.engine
+  x, y = p.train_arrays()
 
   # XLA's view of one train step at this batch size: FLOPs and planned bytes.
   xb, yb = engine.put(dataset.train_x[:b], dataset.train_y[:b])
@@ -138,10 +136,10 @@ def _run_jax(config, dataset, point):
 
   key = lambda e: engine.put(loop.epoch_key(config.seed, e))[0]  # on this mesh, not the default device
   if point["variant"] == "jax_fused":
-    run_epoch, compile_s = timing.compile_timed(engine.fused_epoch(b, n, config.last_batch),
-                                                engine.state, x, y, key(0))
+    run_epoch, compile_s = timing.compile_timed(engine.fused_epoch(plan), engine.state, x, y,
+                                                key(0))
   else:
-    run_epoch = engine.host_loop(b, n, config.last_batch)
+    run_epoch = engine.host_loop(plan)
     compile_s = run_epoch.compile(engine.state, x, y)
 
   state, epoch_s, metrics = engine.state, [], None
@@ -154,12 +152,12 @@ def _run_jax(config, dataset, point):
   engine.state = state
   summary = loop.summarize(metrics)
 
-  fields = _epoch_fields(epoch_s, n, b, config.last_batch)
+  fields = _epoch_fields(epoch_s, plan)
   fields.update(compile_s=compile_s, train_loss=summary["loss"], train_acc=summary["acc"],
                 device_name=engine.device.device_kind, n_devices=engine.n_devices,
                 flops_per_step=step_flops,
                 process_peak_bytes=timing.device_peak_bytes(engine.device),
-                **step_mem, **model_registry.conv_fields(config, platform))
+                **step_mem, **model_registry.conv_fields(config, p.platform))
   if step_flops:
     flops_per_sec = step_flops / b * fields["samples_per_sec"]
     peak = timing.peak_flops(engine.device, config.peak_flops)
@@ -201,11 +199,11 @@ def _run_torch(config, dataset, point):
     raise UserError("PyTorch has no CUDA here")
   runner = TorchRunner(config, dataset, point["device_kind"],
                        compile_model=point["variant"] == "torch_compile")
-  b = point["batch_size"]
-  warm = [runner.epoch(b, config.last_batch)[0] for _ in range(max(config.warmup_epochs, 1))]
-  results = [runner.epoch(b, config.last_batch) for _ in range(config.epochs)]
+  plan = _plan(config, point["batch_size"], dataset.num_train)
+  warm = [runner.epoch(plan)[0] for _ in range(max(config.warmup_epochs, 1))]
+  results = [runner.epoch(plan) for _ in range(config.epochs)]
   epoch_s = [r[0] for r in results]
-  fields = _epoch_fields(epoch_s, dataset.num_train, b, config.last_batch)
+  fields = _epoch_fields(epoch_s, plan)
   # torch compiles inside its first epoch: the excess over a steady epoch.
   fields.update(compile_s=max(warm[0] - fields["epoch_s_median"], 0.0),
                 train_loss=results[-1][1], train_acc=results[-1][2], n_devices=1,
@@ -219,100 +217,4 @@ def _run_torch(config, dataset, point):
 
 
 def report(records, workdir):
-  ok = [r for r in records if r["status"] == "ok"]
-  out = ["## Throughput: batch size vs hardware (S4, seeds/004)", ""]
-  if not ok:
-    return "\n".join(out + ["No finished points yet."])
-  first = ok[0]
-  out.append(f"Model `{first['model']}`, dataset `{first['dataset']}` "
-             f"({first.get('num_train')} training examples), {first['config']['epochs']} timed epochs after "
-             f"{first['config']['warmup_epochs']} warm-up, last batch `{first['last_batch']}`, "
-             f"{first['host_cpus']} host CPUs; devices: "
-             + ", ".join(sorted({f"{r['device_kind']}={r['device_name']} x{r['n_devices']}" for r in ok}))
-             + ". Compile time is reported apart and not included in the totals.")
-  main = [r for r in ok if not r.get("pow2_probe") and r["variant"] != "max_batch"]
-  sizes = sorted({r["batch_size"] for r in main})
-  cell = {(r["variant"], r["device_kind"], r["batch_size"]): r for r in main}
-  rows_keys = sorted({(r["variant"], r["device_kind"]) for r in main},
-                     key=lambda k: (k[1], VARIANTS.index(k[0])))
-
-  out += ["", f"### Total seconds for {first['config']['epochs']} epochs (the seeds/004 table)", ""]
-  rows = [[f"{v} {k}"] + [cell.get((v, k, b), {}).get("total_s") for b in sizes] for v, k in rows_keys]
-  scale = first["config"]["epochs"] / 50
-  for kind in ("cpu", "gpu"):
-    pub = dict(zip(PUBLISHED["batch"], PUBLISHED[kind]))
-    if any(b in pub for b in sizes):
-      rows.append([f"published PyTorch {kind} (x{scale:.2g} for epochs)"]
-                  + [pub[b] * scale if b in pub else None for b in sizes])
-  out.append(report_lib.table(["variant device"] + [str(b) for b in sizes], rows))
-
-  out += ["", "### Ratios, side by side (time of the other / time of fused JAX; >1: JAX faster)", ""]
-  ratio_rows = []
-  for kind in sorted({k for _, k in rows_keys}):
-    for other in ("torch_eager", "torch_compile", "jax_host"):
-      vals = [_ratio(cell, other, "jax_fused", kind, b) for b in sizes]
-      if any(v is not None for v in vals):
-        ratio_rows.append([f"{other} / jax_fused ({kind})"] + vals)
-  out.append(report_lib.table(["ratio"] + [str(b) for b in sizes], ratio_rows))
-
-  kinds = {k for _, k in rows_keys}
-  if {"cpu", "gpu"} <= kinds:
-    out += ["", "### CPU vs GPU", ""]
-    for variant in ("jax_fused", "torch_eager"):
-      vals = [_ratio_dev(cell, variant, b) for b in sizes]
-      out.append(report_lib.table([f"{variant}: gpu time / cpu time"] + [str(b) for b in sizes],
-                                  [["ratio"] + vals]))
-      cross = next((b for b, v in zip(sizes, vals) if v is not None and v < 1), None)
-      out.append(f"\n{variant}: the GPU is faster from batch {cross} on." if cross
-                 else f"\n{variant}: the GPU is not faster at any measured batch.")
-  out += ["", "### Speed, compile time, FLOP/s and memory by batch size (fused JAX)", ""]
-  fused = sorted([r for r in ok if r["variant"] == "jax_fused"],
-                 key=lambda r: (r["device_kind"], r["batch_size"]))
-  out.append(report_lib.table(
-      ["device", "batch", "ms/step", "us/sample", "samples/s", "compile s", "GFLOP/s",
-       "of peak", "XLA bytes/step", "process peak bytes"],
-      [[r["device_kind"], r["batch_size"], r["step_ms_median"], 1e6 / r["samples_per_sec"],
-        r["samples_per_sec"], r["compile_s"],
-        r["flops_per_sec"] / 1e9 if r.get("flops_per_sec") else None, r.get("fraction_of_peak"),
-        r.get("xla_total_bytes"), r.get("process_peak_bytes")] for r in fused]))
-  largest = [r for r in ok if r["variant"] == "max_batch"]
-  if largest:
-    out += ["", "Largest batch whose train step fits (seeds/003), searched over compiled "
-            "steps (method: whether they also ran):", "",
-            report_lib.table(["device", "largest batch", "budget bytes", "planned bytes at it",
-                              "planned bytes one above", "batches compiled", "method"],
-                             [[r["device_kind"], r["max_batch"], r["memory_budget_bytes"],
-                               r["planned_bytes_at_max"], r["planned_bytes_above"],
-                               r["batches_tried"], r["method"]] for r in largest])]
-  probe = [r for r in fused if r["batch_size"] in (255, 256, 257, 1000, 1024)]
-  if probe:
-    out += ["", "Power-of-two probe (us per sample; a power of two is not special unless its "
-            "row stands out from its neighbours):", ""]
-    out.append(report_lib.table(["device", "batch", "us/sample", "epoch s IQR"],
-                                [[r["device_kind"], r["batch_size"], 1e6 / r["samples_per_sec"],
-                                  r["epoch_s_iqr"]] for r in probe]))
-  out += report_lib.unfinished(records)
-  series = {}
-  for v, k in rows_keys:
-    xs = [b for b in sizes if (v, k, b) in cell]
-    series[f"{v} {k}"] = (xs, [cell[(v, k, b)]["total_s"] for b in xs])
-  out += ["", report_lib.line_plot(workdir, "throughput_total_seconds.png", series,
-                                   title="Seconds for the timed epochs", xlabel="batch size",
-                                   ylabel="seconds", logy=True)]
-  mem = {k: ([r["batch_size"] for r in fused if r["device_kind"] == k and r.get("xla_total_bytes")],
-             [r["xla_total_bytes"] / 2**20 for r in fused if r["device_kind"] == k and r.get("xla_total_bytes")])
-         for k in kinds}
-  out += ["", report_lib.line_plot(workdir, "throughput_memory.png", mem,
-                                   title="XLA-planned memory of one train step",
-                                   xlabel="batch size", ylabel="MiB", logy=True)]
-  return "\n".join(out)
-
-
-def _ratio(cell, num, den, kind, b):
-  a, c = cell.get((num, kind, b)), cell.get((den, kind, b))
-  return a["total_s"] / c["total_s"] if a and c else None
-
-
-def _ratio_dev(cell, variant, b):
-  g, c = cell.get((variant, "gpu", b)), cell.get((variant, "cpu", b))
-  return g["total_s"] / c["total_s"] if g and c else None
+  return throughput_report.report(records, workdir, VARIANTS)

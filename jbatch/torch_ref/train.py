@@ -48,16 +48,15 @@ class TorchRunner:
     self.optimizer.step()
     return loss.detach() * len(idx), (logits.argmax(-1) == yb).sum()
 
-  def epoch(self, batch_size, last_batch):
-    """Runs one epoch; returns (seconds, mean loss, accuracy)."""
+  def epoch(self, plan):
+    """Runs one epoch of `plan` (train/plan.py); returns (seconds, mean loss, accuracy)."""
     self.model.train()
-    n = len(self.x)
-    stop = n - n % batch_size if last_batch == "drop" else n
+    b, stop = plan.batch_size, plan.examples_per_epoch
     t0 = time.perf_counter()
-    perm = torch.randperm(n, generator=self.generator).to(self.device)
+    perm = torch.randperm(len(self.x), generator=self.generator).to(self.device)
     loss_sum = correct = 0
-    for start in range(0, stop, batch_size):
-      loss, right = self.step(perm[start:start + batch_size])
+    for start in range(0, stop, b):
+      loss, right = self.step(perm[start:start + b])
       loss_sum, correct = loss_sum + loss, correct + right
     if self.device.type == "cuda":
       torch.cuda.synchronize()

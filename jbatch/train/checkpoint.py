@@ -1,7 +1,7 @@
 """Orbax checkpoints: a run in progress resumes from its last one; a finished run's
 weights can start another run, on another dataset, with a new classifier head.
 
-A run's checkpoints live in <workdir>/checkpoints/<run id>/<epochs done>/ with
+A run's checkpoints live in <workdir>/checkpoints/<run id>/<steps done>/ with
 two items: `state` (the whole TrainState) and `meta` (JSON: the curves so
 far, the model, whether the run finished). Orbax writes each step to a
 temporary folder and renames it when complete, so a kill during a save
@@ -45,9 +45,12 @@ class RunCheckpoints:
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return got.state, got.meta
 
-  def maybe_save(self, epochs_done, state, meta):
-    if meta.get("finished") or (self.every and epochs_done % self.every == 0):
-      self._mgr.save(epochs_done, force=True, args=ocp.args.Composite(
+  def maybe_save(self, steps_done, epochs_done, state, meta):
+    """At the end of training, and every `every` whole epochs; a checkpoint is named by
+    the steps done (a run stopped at a target may end inside an epoch)."""
+    whole = float(epochs_done).is_integer()
+    if meta.get("finished") or (self.every and whole and int(epochs_done) % self.every == 0):
+      self._mgr.save(steps_done, force=True, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
 

@@ -17,6 +17,7 @@ class Engine:
 
   def __init__(self, model, tx, mesh, micro_batches=1):
     """micro_batches > 1: each step accumulates the gradients of that many slices."""
+    self.micro_batches = micro_batches
     self.mesh, self.tx = mesh, tx
     self.graphdef, state = state_lib.create(model, tx)
     self.state = jax.device_put(state, parallel.replicated(mesh))
@@ -36,12 +37,12 @@ class Engine:
     """Whole arrays onto every device of the mesh; batches are gathered from them."""
     return jax.device_put(arrays, parallel.replicated(self.mesh))
 
-  def fused_epoch(self, batch_size, num_train, last_batch, steps=None, probe=None):
-    return loop.make_fused_epoch(self.train_step, batch_size, num_train, last_batch,
-                                 self.batch_sharding, steps, probe)
+  def fused_epoch(self, plan, probe=None, segment=None):
+    """An epoch of `plan` (train/plan.py) as one compiled call, or one segment of it."""
+    return loop.make_fused_epoch(self.train_step, plan, self.batch_sharding, probe, segment)
 
-  def host_loop(self, batch_size, num_train, last_batch):
-    return loop.HostLoop(self.train_step, batch_size, num_train, last_batch, self.batch_sharding)
+  def host_loop(self, plan):
+    return loop.HostLoop(self.train_step, plan, self.batch_sharding)
 
   def evaluator(self, num_examples, batch_size):
     """jit(engine.weights(), x, y) -> summed metrics over the set."""

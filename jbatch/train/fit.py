@@ -1,106 +1,187 @@
-"""Training for a duration: fused epochs, a compiled evaluation after each, checkpoints,
-divergence, progress.
+"""Training to a result: fused segments between evaluation points, a compiled evaluation at
+each, an optional target that stops the run, checkpoints, divergence, progress.
 
-Studies that train to a result call `fit`. The host does one sync per epoch
-(the summed metrics) plus the evaluations; a NaN or infinite training loss
-stops the run with status `diverged` at that epoch.
+The plan (train/plan.py) cuts the run at its evaluation points: every epoch
+end, plus every `eval_every` steps or examples. With no evaluation inside an
+epoch each epoch is one compiled call, as before; otherwise each segment is one
+call (one compile per segment length). The host syncs once per segment (the
+summed metrics) plus the evaluations. A NaN or infinite training loss stops the
+run with status `diverged`; a target met stops it with its steps, examples and
+seconds; a target never met ends the run at its length with status
+`not_reached`.
 """
 
+import dataclasses
 import math
 import time
 
 import jax
 
 from jbatch.bench import timing
+from jbatch.errors import UserError
 from jbatch.results.sweep import progress
 from jbatch.train import loop
 
+METRICS = {"acc": "max", "error": "min", "loss": "min"}  # what an evaluation measures
 
-def fit(engine, train, evals, duration, *, batch_size, seed, last_batch, eval_batch_size,
-        checkpoints=None, lr_at=None, label="", meta=None, probe=None, probe_args=None,
-        on_probes=None):
-  """train: (x, y) on the mesh; evals: {name: (x, y)} on the mesh, evaluated each epoch.
 
-  probe (probes/schedule.py) runs inside the fused epochs with probe_args;
-  on_probes(outputs of one epoch on the host, steps before it) returns fields
-  for that epoch's history row, so that they are checkpointed with it.
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """Stop when evaluation set `split` has metric >= value ('acc') or <= value ('error',
+  'loss')."""
+  metric: str
+  value: float
+  split: str = "test"
 
-  Returns {status, history, compile_s, train_seconds, resumed_from_epoch, diverged_epoch}.
-  The history has one row per epoch: running train loss/acc over the epoch's
-  steps, <name>_loss/<name>_acc per eval set, lr, steps, examples, seconds.
+  @property
+  def direction(self):
+    return METRICS[self.metric]
+
+  def measured(self, row):
+    """This target's metric in a history row (None where the row has no evaluation)."""
+    acc = row.get(f"{self.split}_acc")
+    if self.metric == "error":
+      return None if acc is None else 1.0 - acc
+    return row.get(f"{self.split}_{self.metric}")
+
+  def met(self, row):
+    v = self.measured(row)
+    return v is not None and (v >= self.value if self.direction == "max" else v <= self.value)
+
+
+def check_target(cfg, splits):
+  """cfg: a config's target section {metric, value, split}; metric '' means no target."""
+  if not cfg.metric:
+    return None
+  if cfg.metric not in METRICS:
+    raise UserError(f"unknown target metric {cfg.metric!r}; choose one of {', '.join(METRICS)}")
+  if cfg.split not in splits:
+    raise UserError(f"target.split={cfg.split!r}; choose one of {', '.join(splits)}")
+  if cfg.metric in ("acc", "error") and not 0 < cfg.value < 1:
+    raise UserError(f"target {cfg.metric}={cfg.value} is outside (0, 1); give a fraction, "
+                    "e.g. --config.target.value=0.97")
+  if cfg.metric == "loss" and cfg.value <= 0:
+    raise UserError(f"target loss={cfg.value}; give a positive value")
+  return Target(cfg.metric, float(cfg.value), cfg.split)
+
+
+def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, lr_at=None,
+        label="", meta=None, probe=None, probe_args=None, on_probes=None, target=None):
+  """train: (x, y) on the mesh; evals: {name: (x, y)} on the mesh, evaluated at every
+  evaluation point of `plan`.
+
+  probe (probes/schedule.py) runs inside the fused segments with probe_args;
+  on_probes(outputs of one segment on the host, steps before it) returns fields
+  for that segment's history row, so that they are checkpointed with it.
+
+  Returns {status, history, compile_s, train_seconds, resumed_from_epoch,
+  diverged_epoch, target}. The history has one row per evaluation point: running
+  train loss/acc over the steps since the last row, <name>_loss/<name>_acc per
+  eval set, lr, epoch (a fraction between epoch ends), steps, examples, seconds.
   """
   x, y = train
-  n = x.shape[0]
   key = lambda e: engine.put(loop.epoch_key(seed, e))[0]
-  history, start, train_s = [], 0, 0.0
+  history, done, train_s, finished, resumed_at = [], 0, 0.0, False, None
   if checkpoints is not None:
     restored = checkpoints.restore_latest(engine.state)
     if restored is not None:
       engine.state, saved = restored
-      history, start, train_s = saved["history"], saved["epochs_done"], saved["train_seconds"]
-      progress(f"{label}: resumed from the checkpoint after epoch {start}")
+      history, train_s = saved["history"], saved["train_seconds"]
+      done = saved.get("steps_done", saved.get("epochs_done", 0) * plan.steps_per_epoch)
+      finished, resumed_at = saved.get("finished", False), plan.epoch_at(done)
+      progress(f"{label}: resumed from the checkpoint after epoch {plan.epoch_at(done)}")
 
   extra = () if probe is None else (probe_args,)
-  epoch_fn, compile_s = timing.compile_timed(
-      engine.fused_epoch(batch_size, n, last_batch, probe=probe), engine.state, x, y, key(0),
-      *extra)
-  evaluators = {}
-  for name, (ex, ey) in evals.items():
-    evaluators[name], seconds = timing.compile_timed(
-        engine.evaluator(ex.shape[0], eval_batch_size), engine.weights(), ex, ey)
-    compile_s += seconds
+  compiled, compile_s = {}, 0.0
 
-  status, diverged_epoch, t_loop = "ok", None, time.perf_counter()
-  for epoch in range(start, duration.epochs):
-    steps = duration.steps_in(epoch)
-    run = epoch_fn
-    if steps < duration.steps_per_epoch:  # the cut-short last epoch of a duration in examples
-      run, seconds = timing.compile_timed(
-          engine.fused_epoch(batch_size, n, last_batch, steps, probe), engine.state, x, y,
-          key(epoch), *extra)
+  def segment_fn(seg):
+    """The compiled call for a segment; one compile per segment shape."""
+    nonlocal compile_s
+    whole = seg.steps == plan.steps_per_epoch
+    shape = "epoch" if whole else (seg.steps, seg.with_tail)
+    if shape not in compiled:
+      args = (engine.state, x, y, key(0)) + (() if whole else (seg.start,)) + extra
+      compiled[shape], seconds = timing.compile_timed(
+          engine.fused_epoch(plan, probe, None if whole else seg), *args)
       compile_s += seconds
+    return compiled[shape] if whole else (
+        lambda state, x, y, k, *rest: compiled[shape](state, x, y, k, seg.start, *rest))
+
+  evaluators = {}
+  if not finished:
+    for name, (ex, ey) in evals.items():
+      evaluators[name], seconds = timing.compile_timed(
+          engine.evaluator(ex.shape[0], eval_batch_size), engine.weights(), ex, ey)
+      compile_s += seconds
+
+  status, diverged_epoch, t_loop, hit = "ok", None, time.perf_counter(), None
+  if target is not None:
+    hit = next((r for r in history if target.met(r)), None)
+  todo = [] if finished else [s for s in plan.segments()
+                              if s.epoch * plan.steps_per_epoch + s.start >= done]
+  for i, seg in enumerate(todo):
+    run = segment_fn(seg)
     t0 = time.perf_counter()
-    engine.state, metrics = run(engine.state, x, y, key(epoch), *extra)
+    engine.state, metrics = run(engine.state, x, y, key(seg.epoch), *extra)
     probes = metrics.pop("probes", None)
-    summary = loop.summarize(metrics)  # blocks: the epoch is done
-    epoch_s = time.perf_counter() - t0
-    train_s += epoch_s
+    summary = loop.summarize(metrics)  # blocks: the segment is done
+    seg_s = time.perf_counter() - t0
+    train_s += seg_s
     t0 = time.perf_counter()
-    row = {"epoch": epoch + 1, "train_loss_running": summary["loss"],
+    steps_before = seg.epoch * plan.steps_per_epoch + seg.start
+    done = steps_before + seg.steps
+    row = {"epoch": plan.epoch_at(done), "train_loss_running": summary["loss"],
            "train_acc_running": summary["acc"]}
     for name, evaluate in evaluators.items():
       result = loop.summarize(evaluate(engine.weights(), *evals[name]))
       row[f"{name}_loss"], row[f"{name}_acc"] = result["loss"], result["acc"]
-    done_steps = epoch * duration.steps_per_epoch + steps
-    row.update(steps=done_steps, examples=_examples(done_steps, duration, n, batch_size),
-               train_seconds=train_s, epoch_s=epoch_s, eval_s=time.perf_counter() - t0,
-               samples_per_sec=_examples(steps, duration, n, batch_size) / epoch_s,
-               lr=float(lr_at(done_steps - 1)) if lr_at else None)
+    new_examples = plan.examples_at(done) - plan.examples_at(steps_before)
+    row.update(steps=done, examples=int(plan.examples_at(done)), train_seconds=train_s,
+               epoch_s=seg_s, eval_s=time.perf_counter() - t0,
+               samples_per_sec=int(new_examples) / seg_s,
+               lr=float(lr_at(done - 1)) if lr_at else None)
     if on_probes is not None:
-      row.update(on_probes(jax.device_get(probes), epoch * duration.steps_per_epoch))
+      row.update(on_probes(jax.device_get(probes), steps_before))
     history.append(row)
     if not math.isfinite(summary["loss"]):
-      status, diverged_epoch = "diverged", epoch + 1
-      progress(f"{label} epoch {epoch + 1}/{duration.epochs}: training loss is "
+      status, diverged_epoch = "diverged", math.ceil(plan.epoch_at(done))
+      progress(f"{label} epoch {plan.epoch_at(done)}/{plan.epochs}: training loss is "
                f"{summary['loss']}; diverged, stopping this run")
       break
-    finished = epoch + 1 == duration.epochs
-    if checkpoints is not None:
-      checkpoints.maybe_save(epoch + 1, engine.state, dict(
-          meta or {}, history=history, epochs_done=epoch + 1, train_seconds=train_s,
-          finished=finished))
-    left = (time.perf_counter() - t_loop) / (epoch + 1 - start) * (duration.epochs - epoch - 1)
-    accs = ", ".join(f"{k[:-4]} acc {v:.4f}" for k, v in row.items() if k.endswith("_acc")
-                     and not k.startswith("train_acc_running"))
-    progress(f"{label} epoch {epoch + 1}/{duration.epochs}: {accs}, "
-             f"{row['samples_per_sec']:,.0f} samples/s, about {left:.0f}s left")
-  return {"status": status, "history": history, "compile_s": compile_s,
-          "train_seconds": train_s, "resumed_from_epoch": start or None,
-          "diverged_epoch": diverged_epoch}
+    if target is not None and hit is None and target.met(row):
+      hit = row
+    finished = done == plan.total_steps or hit is not None
+    ends_epoch = seg.start + seg.steps == plan.steps_per_epoch
+    if checkpoints is not None and (ends_epoch or finished):
+      checkpoints.maybe_save(done, plan.epoch_at(done), engine.state, dict(
+          meta or {}, history=history, steps_done=done, epochs_done=plan.epoch_at(done),
+          train_seconds=train_s, finished=finished))
+    if ends_epoch or finished:
+      left = (time.perf_counter() - t_loop) / (i + 1) * (len(todo) - i - 1)
+      accs = ", ".join(f"{k[:-4]} acc {v:.4f}" for k, v in row.items() if k.endswith("_acc")
+                       and not k.startswith("train_acc_running"))
+      progress(f"{label} epoch {plan.epoch_at(done)}/{plan.epochs}: {accs}, "
+               f"{row['samples_per_sec']:,.0f} samples/s, about {left:.0f}s left")
+    if hit is not None:
+      progress(f"{label}: target {target.split} {target.metric} {target.value} met at step "
+               f"{hit['steps']} ({hit['examples']:,} examples); stopping")
+      break
+  out = {"status": status, "history": history, "compile_s": compile_s,
+         "train_seconds": train_s, "resumed_from_epoch": resumed_at or None,
+         "diverged_epoch": diverged_epoch}
+  if target is not None:
+    out["target"] = _target_fields(target, hit, history)
+    if status == "ok" and hit is None:
+      out["status"] = "not_reached"
+  return out
 
 
-def _examples(steps, duration, num_train, batch_size):
-  """Examples seen in `steps` steps: every epoch's last step may be a short one."""
-  per_epoch = min(duration.steps_per_epoch * batch_size, num_train)
-  epochs, rest = divmod(steps, duration.steps_per_epoch)
-  return epochs * per_epoch + rest * batch_size
+def _target_fields(target, hit, history):
+  values = [v for v in map(target.measured, history) if v is not None]
+  best = (max if target.direction == "max" else min)(values) if values else None
+  out = {"metric": target.metric, "value": target.value, "split": target.split,
+         "reached": hit is not None, "best": best}
+  for field, col in (("steps", "steps"), ("examples", "examples"), ("seconds", "train_seconds"),
+                     ("epoch", "epoch")):
+    out[field] = hit[col] if hit else None
+  return out

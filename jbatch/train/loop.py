@@ -27,12 +27,6 @@ SMALL_STEP_FLOPS = 50e6
 UNROLL = 4
 
 
-def epoch_plan(num_train, batch_size, last_batch):
-  """(full steps, size of the trailing short batch or 0)."""
-  full, tail = divmod(num_train, batch_size)
-  return full, (tail if last_batch == "partial" else 0)
-
-
 def epoch_key(seed, epoch):
   return jax.random.fold_in(jax.random.key(seed), epoch)
 
@@ -45,19 +39,23 @@ def _gather(x, y, idx, batch_sharding):
   return xb, yb
 
 
-def make_fused_epoch(train_step, batch_size, num_train, last_batch, batch_sharding=None,
-                     steps=None, probe=None):
-  """jit(state, x, y, key) -> (state, summed metrics); state is donated.
+def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=None):
+  """jit(state, x, y, key) -> (state, summed metrics) over one epoch of `plan`; state is
+  donated.
 
-  steps, when given, cuts the epoch to its first `steps` batches (the last
-  epoch of a duration given in examples). probe, when given (probes/schedule.py),
-  runs after every step where probe.due(step) holds, inside a lax.cond so that
-  other steps pay nothing; the function then takes one more argument, the
-  probe's arrays, and metrics["probes"] holds {"due": (steps,), "values": stacked}.
+  segment, when given (plan.Segment), runs only that piece of an epoch: the
+  function then takes one more argument after the key, the segment's first
+  step in its epoch, so that every segment of one length shares one compile.
+  probe, when given (probes/schedule.py), runs after every step where
+  probe.due(step) holds, inside a lax.cond so that other steps pay nothing; the
+  function then takes one more argument, the probe's arrays, and
+  metrics["probes"] holds {"due": (steps,), "values": stacked}.
   """
-  full, tail = epoch_plan(num_train, batch_size, last_batch)
-  if steps is not None and steps < full + bool(tail):
-    full, tail = steps, 0
+  b, n = plan.batch_size, plan.num_train
+  if segment is None or segment.steps == plan.steps_per_epoch:
+    full, tail, sliced = plan.full_steps, plan.tail, False
+  else:
+    full, tail, sliced = segment.steps - segment.with_tail, plan.tail * segment.with_tail, True
 
   def step(state, xb, yb, probe_args):
     new_state, metrics = train_step(state, xb, yb)
@@ -68,24 +66,30 @@ def make_fused_epoch(train_step, batch_size, num_train, last_batch, batch_shardi
     skip = lambda: jax.tree.map(jnp.zeros_like, jax.eval_shape(run))
     return new_state, (metrics, {"due": due, "values": lax.cond(due, run, skip)})
 
-  def epoch(state, x, y, key, probe_args=None):
-    perm = shuffle.permutation(key, num_train)
+  def run(state, x, y, key, start, probe_args):
+    perm = shuffle.permutation(key, n)
+    if sliced:  # this segment's batches: a slice at a traced start, one compile per length
+      perm = lax.dynamic_slice_in_dim(perm, start * b, full * b + tail)
 
     def body(state, idx):
       return step(state, *_gather(x, y, idx, batch_sharding), probe_args)
 
-    unroll = steps_per_iteration(train_step, state, x[:batch_size], y[:batch_size])
-    state, per_step = lax.scan(body, state, perm[:full * batch_size].reshape(full, batch_size),
-                               unroll=unroll)
+    unroll = steps_per_iteration(train_step, state, x[:b], y[:b])
+    state, per_step = lax.scan(body, state, perm[:full * b].reshape(full, b), unroll=unroll)
     if tail:
-      state, last = step(state, *_gather(x, y, perm[full * batch_size:], batch_sharding),
+      state, last = step(state, *_gather(x, y, perm[full * b:full * b + tail], batch_sharding),
                          probe_args)
-      per_step = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), per_step, last)
+      per_step = jax.tree.map(lambda a, c: jnp.concatenate([a, c[None]]), per_step, last)
     if probe is None:
       return state, jax.tree.map(lambda m: m.sum(0), per_step)
     metrics, probes = per_step
     return state, {**jax.tree.map(lambda m: m.sum(0), metrics), "probes": probes}
 
+  if sliced:
+    epoch = lambda state, x, y, key, start, probe_args=None: run(state, x, y, key, start,
+                                                                 probe_args)
+  else:
+    epoch = lambda state, x, y, key, probe_args=None: run(state, x, y, key, 0, probe_args)
   return jax.jit(epoch, donate_argnums=0)
 
 
@@ -103,9 +107,9 @@ def steps_per_iteration(train_step, state, xb, yb):
 class HostLoop:
   """The same epoch as make_fused_epoch, one Python dispatch per step."""
 
-  def __init__(self, train_step, batch_size, num_train, last_batch, batch_sharding=None):
-    self.full, self.tail = epoch_plan(num_train, batch_size, last_batch)
-    self.batch_size, self.num_train = batch_size, num_train
+  def __init__(self, train_step, plan, batch_sharding=None):
+    self.full, self.tail = plan.full_steps, plan.tail
+    batch_size, num_train = plan.batch_size, plan.num_train
     self.permute = jax.jit(functools.partial(shuffle.permutation, n=num_train))
 
     # Metrics are summed inside the compiled step: an eager add per step would
@@ -116,7 +120,8 @@ class HostLoop:
       return state, add_metrics(total, m)
 
     def tail_step(state, total, x, y, perm):
-      state, m = train_step(state, *_gather(x, y, perm[self.full * batch_size:], batch_sharding))
+      idx = perm[self.full * batch_size:self.full * batch_size + self.tail]
+      state, m = train_step(state, *_gather(x, y, idx, batch_sharding))
       return state, add_metrics(total, m)
 
     self.step = jax.jit(step, donate_argnums=0)

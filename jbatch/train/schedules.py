@@ -61,15 +61,16 @@ def check(cfg, rules, epochs):
       raise UserError(f"schedule.step_gamma={cfg.step_gamma}; give a factor in (0, 1]")
 
 
-def make(cfg, rule, base_lr, batch_size, steps_per_epoch, total_steps):
-  """An optax schedule (step -> learning rate) and its peak value."""
-  peak = scaled_lr(base_lr, cfg.base_batch_size, batch_size, rule)
-  warmup = round(cfg.warmup_epochs * steps_per_epoch)
-  decay_steps = max(total_steps - warmup, 1)
+def make(cfg, rule, base_lr, plan):
+  """An optax schedule (step -> learning rate) and its peak value; plan (train/plan.py)
+  turns the epochs of warmup and step boundaries into steps."""
+  peak = scaled_lr(base_lr, cfg.base_batch_size, plan.batch_size, rule)
+  warmup = plan.steps_of_epochs(cfg.warmup_epochs)
+  decay_steps = max(plan.total_steps - warmup, 1)
   if cfg.decay == "cosine":
     after = optax.cosine_decay_schedule(peak, decay_steps, alpha=cfg.final_fraction)
   elif cfg.decay == "step":
-    boundaries = {round(e * steps_per_epoch) - warmup: cfg.step_gamma for e in cfg.step_epochs}
+    boundaries = {plan.steps_of_epochs(e) - warmup: cfg.step_gamma for e in cfg.step_epochs}
     after = optax.piecewise_constant_schedule(peak, boundaries)
   else:
     after = optax.constant_schedule(peak)

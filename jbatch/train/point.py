@@ -1,0 +1,148 @@
+"""Setup of one training point and training it to a result: what every study stands on.
+
+`setup` builds, from the config and the point (batch size, optimizer, LR rule,
+seed), the mesh, the platform, the model, the plan (train/plan.py), the
+optimizer with its schedule, and the engine; `Point.fields()` are the record
+fields every study shares. `train` puts the data on the mesh, evaluates the
+train subset, the test set and the validation split at every evaluation
+point, stops at the config's target, checkpoints and resumes (train/fit.py).
+"""
+
+import dataclasses
+import json
+
+import ml_collections
+
+from jbatch.errors import UserError
+from jbatch.models import registry as model_registry
+from jbatch.train import checkpoint, fit as fit_lib, optim, parallel, plan as plan_lib, schedules
+from jbatch.train.engine import Engine
+
+
+def base_lr(config, name):
+  """The base learning rate of optimizer `name` at schedule.base_batch_size."""
+  if name not in config.learning_rates:
+    raise UserError(f"no base learning rate for optimizer {name!r}; set "
+                    f"--config.learning_rates.{name}=...")
+  return config.learning_rates[name]
+
+
+def optimizer_config(config, name, learning_rate=None):
+  """config.optimizer with this grid optimizer's name and base learning rate."""
+  lr = base_lr(config, name) if learning_rate is None else learning_rate
+  return ml_collections.ConfigDict(dict(config.optimizer.to_dict(), name=name,
+                                        learning_rate=lr))
+
+
+def check(config, num_train, optimizers, rules):
+  """What every study that trains to a result checks before any work: the optimizers and
+  their base LRs, the length, the evaluation points, the target, the schedule."""
+  for name in optimizers:
+    optim.check(optimizer_config(config, name))
+  if config.eval_batch_size <= 0:
+    raise UserError(f"eval_batch_size={config.eval_batch_size}; give a positive batch size")
+  epochs = plan_lib.check_length(config, num_train)
+  splits = ("train", "test") + (("validation",) if config.get("validation_examples") else ())
+  if config.target.split == "validation" and "validation" not in splits:
+    raise UserError("target.split=validation needs a validation split; set "
+                    "--config.validation_examples=N (held out of the training set)")
+  fit_lib.check_target(config.target, splits)
+  schedules.check(config.schedule, rules, float("inf") if epochs is None else epochs)
+  parallel.check_kind(config.device_kind)
+
+
+def mesh(config, device_kind=None):
+  return parallel.make_mesh(parallel.resolve_kind(device_kind or config.device_kind),
+                            config.num_devices)
+
+
+@dataclasses.dataclass
+class Point:
+  engine: Engine
+  plan: plan_lib.Plan
+  lr: object        # step -> learning rate (optax schedule), or a float
+  lr_peak: float
+  base_lr: float
+  platform: str
+  config: ml_collections.ConfigDict
+  dataset: object
+  _train: tuple = None
+
+  def train_arrays(self):
+    """The training set on the mesh, put there once."""
+    if self._train is None:
+      self._train = self.engine.put(self.dataset.train_x, self.dataset.train_y)
+    return self._train
+
+  def fields(self):
+    """Record fields every study shares."""
+    p = self.plan
+    return {"device_name": self.engine.device.device_kind, "n_devices": self.engine.n_devices,
+            "lr_peak": self.lr_peak, "base_lr": self.base_lr, "num_train": p.num_train,
+            "steps_per_epoch": p.steps_per_epoch, "total_steps": p.total_steps,
+            "epochs_planned": p.epochs,
+            **model_registry.conv_fields(self.config, self.platform)}
+
+
+def setup(config, dataset, *, batch_size, seed, optimizer=None, rule="none", learning_rate=None,
+          micro_batches=1, device_kind=None, plan=None):
+  """A Point. optimizer: a name from config.learning_rates, its LR following the config's
+  schedule and `rule`; None: config.optimizer as it is, at a constant LR. learning_rate
+  overrides the base LR (an LR search)."""
+  mesh_ = mesh(config, device_kind)
+  platform = mesh_.devices.flat[0].platform
+  plan = plan or plan_lib.from_config(config, batch_size, dataset.num_train)
+  if optimizer is None:
+    opt_cfg = config.optimizer
+    lr = lr_peak = lr_base = opt_cfg.learning_rate
+  else:
+    lr_base = base_lr(config, optimizer) if learning_rate is None else learning_rate
+    opt_cfg = optimizer_config(config, optimizer, lr_base)
+    lr, lr_peak = schedules.make(config.schedule, rule, lr_base, plan)
+  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, seed, platform)
+  engine = Engine(model, optim.make(opt_cfg, learning_rate=lr), mesh_, micro_batches)
+  return Point(engine, plan, lr, lr_peak, lr_base, platform, config, dataset)
+
+
+def evaluation_sets(point):
+  """{name: (x, y)} on the mesh: the first eval_train_examples of the training set, the
+  test set, and the validation split when there is one."""
+  config, d = point.config, point.dataset
+  x, y = point.train_arrays()
+  k = min(config.eval_train_examples or d.num_train, d.num_train)
+  sets = {"train": (x[:k], y[:k]), "test": point.engine.put(d.test_x, d.test_y)}
+  if d.val_x is not None:
+    sets["validation"] = point.engine.put(d.val_x, d.val_y)
+  return sets
+
+
+def train(point, *, seed, run_id=None, workdir=None, target=True, **fit_kwargs):
+  """Trains `point` to its result (train/fit.py); checkpointed under workdir when given.
+
+  target: True follows config.target; False or a fit.Target overrides it.
+  Returns fit's result with `eval_train_examples` and `checkpoint_dir` added.
+  """
+  config, evals = point.config, evaluation_sets(point)
+  if target is True:
+    target = fit_lib.check_target(config.target, tuple(evals))
+  ckpts = None
+  if workdir is not None:
+    ckpts = checkpoint.RunCheckpoints(checkpoint.run_dir(workdir, run_id),
+                                      config.checkpoint_every)
+  fit_kwargs.setdefault("label", (run_id or "").rsplit("/", 1)[0])
+  result = fit_lib.fit(point.engine, point.train_arrays(), evals, point.plan, seed=seed,
+                       eval_batch_size=config.eval_batch_size, checkpoints=ckpts,
+                       lr_at=point.lr if callable(point.lr) else None, target=target or None,
+                       **fit_kwargs)
+  result["eval_train_examples"] = evals["train"][0].shape[0]
+  if ckpts is not None:
+    result["checkpoint_dir"] = ckpts.directory
+  return result
+
+
+def model_meta(config):
+  """What a checkpoint says of its model, so that a pre-trained start can be checked."""
+  return {"model": config.model,
+          "model_config": json.loads(json.dumps(config.get(config.model).to_dict())),
+          "dataset": config.dataset}
+
