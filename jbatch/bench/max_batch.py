@@ -98,3 +98,26 @@ def affine_guess(sizes, budget):
       return None
     return a + int((budget - sa) * (b - a) // (sb - sa))
   return guess
+
+
+def search(engine, example_shape, memory_budget=0):
+  """The largest batch whose train step fits on the engine's first device: XLA's plan
+  within the budget (memory_budget bytes; 0: budget_bytes' default) and, off the CPU,
+  one real step. Returns the record fields."""
+  device, step, state = engine.device, engine.train_step, engine.state
+  budget = budget_bytes(device, memory_budget)
+  on_cpu = device.platform == "cpu"
+  planned = {}
+
+  def fits(b):
+    planned[b] = planned_bytes(step, state, example_shape, b)
+    if planned[b] is None or planned[b] > budget:
+      return False
+    return on_cpu or runs(step, state, example_shape, b)
+
+  best, tried = largest_batch(fits, guess=affine_guess(planned, budget))
+  return {"max_batch": best, "memory_budget_bytes": budget,
+          "planned_bytes_at_max": planned.get(best), "planned_bytes_above": planned.get(best + 1),
+          "batches_tried": len(tried),
+          "method": "XLA planned bytes" + ("" if on_cpu else " + one real step"),
+          "device_name": device.device_kind, "n_devices": 1}

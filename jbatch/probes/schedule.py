@@ -15,11 +15,24 @@ first step, so that "early" is at initialization.
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jbatch.errors import UserError
 from jbatch.probes import noise_scale, per_example
 
 BATCHES = ("fixed", "current")
+
+
+def default_config(every_examples):
+  """A config's probes section."""
+  return ml_collections.ConfigDict(dict(
+      every=0,                         # probe every N steps, or
+      every_examples=every_examples,   # whenever the examples seen cross a multiple of N
+      method="fast",                   # fast | vmap (per-example gradient norms)
+      chunk=32,                        # examples per vmap chunk
+      batch="fixed",                   # fixed: the first batch_size training examples;
+      batch_size=256,                  # current: the step's batch
+      groups=8))                       # noise scale from this many groups (one device)
 
 
 def check(cfg, batch_sizes, n_devices):

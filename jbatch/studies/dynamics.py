@@ -60,14 +60,7 @@ def default_config():
   c.optimizer.momentum = 0.0
   c.schedule = schedules.default_config(decay="constant")
   c.seeds = (0,)
-  c.probes = ml_collections.ConfigDict(dict(
-      every=0,               # probe every N steps, or
-      every_examples=1_024,  # whenever the examples seen cross a multiple of N
-      method="fast",         # fast | vmap (per-example gradient norms)
-      chunk=32,              # examples per vmap chunk
-      batch="fixed",         # fixed: the first batch_size training examples; current: the step's batch
-      batch_size=256,
-      groups=8))             # noise scale from this many groups of the probe batch (one device)
+  c.probes = probe_lib.default_config(every_examples=1_024)
   c.sharpness = ml_collections.ConfigDict(dict(iters=20, examples=512))  # iters 0: skip
   c.accumulation = ml_collections.ConfigDict(dict(
       micro_batch=32, steps=(4,), batchnorm=(False, True), epochs=1))  # steps (): skip

@@ -20,7 +20,6 @@ from jbatch.models import registry as model_registry
 from jbatch.results import sweep
 from jbatch.studies import throughput_report
 from jbatch.train import loop, optim, parallel, plan as plan_lib, point as point_lib
-from jbatch.train.engine import Engine
 
 NAME = "throughput"
 VARIANTS = ("jax_fused", "jax_host", "torch_eager", "torch_compile")
@@ -170,26 +169,11 @@ def _run_jax(config, dataset, point):
 
 def _run_max_batch(config, dataset, point):
   """The largest batch whose train step XLA plans within the budget (and, on a GPU, runs)."""
-  mesh = parallel.make_mesh(point["device_kind"], 1)
-  platform = mesh.devices.flat[0].platform
-  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, config.seed,
-                               platform)
-  engine = Engine(model, optim.make(config.optimizer), mesh)
-  budget = max_batch.budget_bytes(engine.device, config.memory_budget)
-  shape, step, state = dataset.input_shape, engine.train_step, engine.state
-  planned = {}
-
-  def fits(b):
-    planned[b] = max_batch.planned_bytes(step, state, shape, b)
-    if planned[b] is None or planned[b] > budget:
-      return False
-    return platform == "cpu" or max_batch.runs(step, state, shape, b)
-
-  best, tried = max_batch.largest_batch(fits, guess=max_batch.affine_guess(planned, budget))
-  return {"max_batch": best, "memory_budget_bytes": budget, "planned_bytes_at_max": planned.get(best),
-          "planned_bytes_above": planned.get(best + 1), "batches_tried": len(tried),
-          "method": "XLA planned bytes" + ("" if platform == "cpu" else " + one real step"),
-          "device_name": engine.device.device_kind, "n_devices": 1}
+  cfg = config.copy_and_resolve_references()
+  cfg.num_devices = 1
+  p = point_lib.setup(cfg, dataset, batch_size=1, seed=config.seed,
+                      device_kind=point["device_kind"])
+  return max_batch.search(p.engine, dataset.input_shape, config.memory_budget)
 
 
 def _run_torch(config, dataset, point):

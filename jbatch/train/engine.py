@@ -9,7 +9,8 @@ import functools
 
 import jax
 
-from jbatch.train import loop, parallel, state as state_lib
+from jbatch.bench import timing
+from jbatch.train import loop, optim, parallel, state as state_lib
 from jbatch.train.step import make_accumulating_train_step, make_eval_step, make_train_step
 
 
@@ -24,6 +25,7 @@ class Engine:
     self.train_step = (make_train_step(self.graphdef, tx) if micro_batches == 1 else
                        make_accumulating_train_step(self.graphdef, tx, micro_batches))
     self.batch_sharding = parallel.batch_sharded(mesh)
+    self._compiled = {}
 
   @property
   def n_devices(self):
@@ -37,9 +39,22 @@ class Engine:
     """Whole arrays onto every device of the mesh; batches are gathered from them."""
     return jax.device_put(arrays, parallel.replicated(self.mesh))
 
-  def fused_epoch(self, plan, probe=None, segment=None):
+  def fused_epoch(self, plan, probe=None, segment=None, trials=False):
     """An epoch of `plan` (train/plan.py) as one compiled call, or one segment of it."""
-    return loop.make_fused_epoch(self.train_step, plan, self.batch_sharding, probe, segment)
+    return loop.make_fused_epoch(self.train_step, plan, None if trials else self.batch_sharding,
+                                 probe, segment, trials)
+
+  def compiled_epoch(self, plan, segment, args, probe=None, trials=False):
+    """fused_epoch compiled once per engine and shape, so that the runs that share an
+    engine (the LR trials of one batch size) share its compiles: (compiled, seconds
+    spent compiling by this call). args: example arguments (state, x, y, key[, start]...)."""
+    whole = segment.steps == plan.steps_per_epoch
+    key = (plan, id(probe), trials, "epoch" if whole else (segment.steps, segment.with_tail))
+    if key in self._compiled:
+      return self._compiled[key], 0.0
+    self._compiled[key], seconds = timing.compile_timed(
+        self.fused_epoch(plan, probe, None if whole else segment, trials), *args)
+    return self._compiled[key], seconds
 
   def host_loop(self, plan):
     return loop.HostLoop(self.train_step, plan, self.batch_sharding)
@@ -52,11 +67,18 @@ class Engine:
     """What an evaluation reads: the parameters and the model's own state."""
     return self.state.params, self.state.model_state
 
-  def start_from(self, params, model_state):
-    """Training starts again from these weights: fresh optimizer state, step 0."""
-    state = state_lib.TrainState(params, model_state, self.tx.init(params),
-                                 jax.numpy.zeros((), jax.numpy.int32))
-    self.state = jax.device_put(state, parallel.replicated(self.mesh))
+  def start_from(self, params, model_state, hyperparams=None):
+    """Training starts again from these weights: fresh optimizer state, step 0.
+    hyperparams: values for an optimizer made with optim.make(..., inject=True)."""
+    self.state = jax.device_put(self.initial_state(params, model_state, hyperparams),
+                                parallel.replicated(self.mesh))
+
+  def initial_state(self, params, model_state, hyperparams=None):
+    opt_state = self.tx.init(params)
+    if hyperparams:
+      opt_state = optim.with_hyperparams(opt_state, **hyperparams)
+    return state_lib.TrainState(params, model_state, opt_state,
+                                jax.numpy.zeros((), jax.numpy.int32))
 
   def model(self):
     return state_lib.to_model(self.graphdef, self.state)

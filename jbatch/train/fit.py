@@ -92,20 +92,16 @@ def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, 
       progress(f"{label}: resumed from the checkpoint after epoch {plan.epoch_at(done)}")
 
   extra = () if probe is None else (probe_args,)
-  compiled, compile_s = {}, 0.0
+  compile_s = 0.0
 
   def segment_fn(seg):
-    """The compiled call for a segment; one compile per segment shape."""
+    """The compiled call for a segment (compiled once per engine and segment shape)."""
     nonlocal compile_s
-    whole = seg.steps == plan.steps_per_epoch
-    shape = "epoch" if whole else (seg.steps, seg.with_tail)
-    if shape not in compiled:
-      args = (engine.state, x, y, key(0)) + (() if whole else (seg.start,)) + extra
-      compiled[shape], seconds = timing.compile_timed(
-          engine.fused_epoch(plan, probe, None if whole else seg), *args)
-      compile_s += seconds
-    return compiled[shape] if whole else (
-        lambda state, x, y, k, *rest: compiled[shape](state, x, y, k, seg.start, *rest))
+    start = () if seg.steps == plan.steps_per_epoch else (seg.start,)
+    fn, seconds = engine.compiled_epoch(plan, seg, (engine.state, x, y, key(0), *start, *extra),
+                                        probe)
+    compile_s += seconds
+    return lambda state, x, y, k, *rest: fn(state, x, y, k, *start, *rest)
 
   evaluators = {}
   if not finished:

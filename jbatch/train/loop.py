@@ -39,7 +39,8 @@ def _gather(x, y, idx, batch_sharding):
   return xb, yb
 
 
-def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=None):
+def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=None,
+                     trials=False):
   """jit(state, x, y, key) -> (state, summed metrics) over one epoch of `plan`; state is
   donated.
 
@@ -50,6 +51,8 @@ def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=
   probe.due(step) holds, inside a lax.cond so that other steps pay nothing; the
   function then takes one more argument, the probe's arrays, and
   metrics["probes"] holds {"due": (steps,), "values": stacked}.
+  trials: state and key carry a leading axis of independent runs (one per LR and
+  seed of a search, train/trials.py), all stepped by one program; no probe then.
   """
   b, n = plan.batch_size, plan.num_train
   if segment is None or segment.steps == plan.steps_per_epoch:
@@ -90,6 +93,8 @@ def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=
                                                                  probe_args)
   else:
     epoch = lambda state, x, y, key, probe_args=None: run(state, x, y, key, 0, probe_args)
+  if trials:
+    epoch = jax.vmap(epoch, in_axes=(0, None, None, 0) + ((None,) if sliced else ()))
   return jax.jit(epoch, donate_argnums=0)
 
 

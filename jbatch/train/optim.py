@@ -5,6 +5,7 @@ AdamW's is decoupled (torch.optim.AdamW). The learning rate may be a float or
 an optax schedule.
 """
 
+import jax.numpy as jnp
 import optax
 
 from jbatch.errors import UserError
@@ -21,10 +22,32 @@ def check(cfg):
     raise UserError(f"weight_decay={cfg.weight_decay}; give a value >= 0")
 
 
-def make(cfg, learning_rate=None):
+def make(cfg, learning_rate=None, inject=False):
+  """inject: the learning rate (and SGD's momentum) live in the optimizer's state
+  (optax.inject_hyperparams), so that runs differing only in them share one compiled
+  program; set them with with_hyperparams."""
   check(cfg)
   lr = cfg.learning_rate if learning_rate is None else learning_rate
-  momentum = cfg.get("momentum", 0.0) or None
+  if inject:
+    if cfg.name in ("sgd", "nesterov"):
+      return optax.inject_hyperparams(lambda learning_rate, momentum: _make(
+          cfg, learning_rate, momentum))(learning_rate=lr, momentum=cfg.get("momentum", 0.0))
+    return optax.inject_hyperparams(lambda learning_rate: _make(cfg, learning_rate, None))(
+        learning_rate=lr)
+  return _make(cfg, lr, cfg.get("momentum", 0.0) or None)
+
+
+def with_hyperparams(opt_state, **values):
+  """An injected optimizer state (make(..., inject=True)) with new hyperparameter values."""
+  unknown = set(values) - set(opt_state.hyperparams)
+  if unknown:
+    raise ValueError(f"the optimizer has no hyperparameter {sorted(unknown)}")
+  return opt_state._replace(hyperparams={
+      **opt_state.hyperparams,
+      **{k: jnp.asarray(v, opt_state.hyperparams[k].dtype) for k, v in values.items()}})
+
+
+def _make(cfg, lr, momentum):
   if cfg.name in ("sgd", "nesterov"):
     sgd = optax.sgd(lr, momentum=momentum, nesterov=cfg.name == "nesterov")
     if cfg.weight_decay:

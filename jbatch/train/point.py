@@ -15,7 +15,8 @@ import ml_collections
 
 from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
-from jbatch.train import checkpoint, fit as fit_lib, optim, parallel, plan as plan_lib, schedules
+from jbatch.train import (checkpoint, fit as fit_lib, loop, optim, parallel, plan as plan_lib,
+                          schedules)
 from jbatch.train.engine import Engine
 
 
@@ -37,7 +38,7 @@ def optimizer_config(config, name, learning_rate=None):
 def check(config, num_train, optimizers, rules):
   """What every study that trains to a result checks before any work: the optimizers and
   their base LRs, the length, the evaluation points, the target, the schedule."""
-  for name in optimizers:
+  for name in optimizers:  # those with a base LR in config.learning_rates
     optim.check(optimizer_config(config, name))
   if config.eval_batch_size <= 0:
     raise UserError(f"eval_batch_size={config.eval_batch_size}; give a positive batch size")
@@ -85,10 +86,11 @@ class Point:
 
 
 def setup(config, dataset, *, batch_size, seed, optimizer=None, rule="none", learning_rate=None,
-          micro_batches=1, device_kind=None, plan=None):
+          micro_batches=1, device_kind=None, plan=None, inject=False):
   """A Point. optimizer: a name from config.learning_rates, its LR following the config's
   schedule and `rule`; None: config.optimizer as it is, at a constant LR. learning_rate
-  overrides the base LR (an LR search)."""
+  overrides the base LR (an LR search); inject keeps a constant LR (and SGD's momentum)
+  in the optimizer state (optim.make), so that trials share their compiles."""
   mesh_ = mesh(config, device_kind)
   platform = mesh_.devices.flat[0].platform
   plan = plan or plan_lib.from_config(config, batch_size, dataset.num_train)
@@ -99,30 +101,43 @@ def setup(config, dataset, *, batch_size, seed, optimizer=None, rule="none", lea
     lr_base = base_lr(config, optimizer) if learning_rate is None else learning_rate
     opt_cfg = optimizer_config(config, optimizer, lr_base)
     lr, lr_peak = schedules.make(config.schedule, rule, lr_base, plan)
+    if inject:
+      lr = lr_peak
   model = model_registry.build(config, dataset.input_shape, dataset.num_classes, seed, platform)
-  engine = Engine(model, optim.make(opt_cfg, learning_rate=lr), mesh_, micro_batches)
+  engine = Engine(model, optim.make(opt_cfg, learning_rate=lr, inject=inject), mesh_,
+                  micro_batches)
   return Point(engine, plan, lr, lr_peak, lr_base, platform, config, dataset)
 
 
-def evaluation_sets(point):
-  """{name: (x, y)} on the mesh: the first eval_train_examples of the training set, the
-  test set, and the validation split when there is one."""
+def evaluation_sets(point, splits=("train", "test", "validation")):
+  """{name: (x, y)} on the mesh, of `splits` those there are: the first
+  eval_train_examples of the training set, the test set, the validation split."""
   config, d = point.config, point.dataset
   x, y = point.train_arrays()
-  k = min(config.eval_train_examples or d.num_train, d.num_train)
-  sets = {"train": (x[:k], y[:k]), "test": point.engine.put(d.test_x, d.test_y)}
+  k = min(config.get("eval_train_examples", 0) or d.num_train, d.num_train)
+  sets = {"train": lambda: (x[:k], y[:k]), "test": lambda: point.engine.put(d.test_x, d.test_y)}
   if d.val_x is not None:
-    sets["validation"] = point.engine.put(d.val_x, d.val_y)
-  return sets
+    sets["validation"] = lambda: point.engine.put(d.val_x, d.val_y)
+  return {name: sets[name]() for name in splits if name in sets}
 
 
-def train(point, *, seed, run_id=None, workdir=None, target=True, **fit_kwargs):
+def evaluate(point, split):
+  """{loss, acc} of the point's current weights on one evaluation set."""
+  ex, ey = evaluation_sets(point, (split,))[split]
+  engine = point.engine
+  return loop.summarize(engine.evaluator(ex.shape[0], point.config.eval_batch_size)(
+      engine.weights(), ex, ey))
+
+
+def train(point, *, seed, run_id=None, workdir=None, target=True,
+          splits=("train", "test", "validation"), **fit_kwargs):
   """Trains `point` to its result (train/fit.py); checkpointed under workdir when given.
 
-  target: True follows config.target; False or a fit.Target overrides it.
-  Returns fit's result with `eval_train_examples` and `checkpoint_dir` added.
+  target: True follows config.target; False or a fit.Target overrides it. splits:
+  the sets evaluated at every evaluation point. Returns fit's result with
+  `eval_train_examples` and `checkpoint_dir` added.
   """
-  config, evals = point.config, evaluation_sets(point)
+  config, evals = point.config, evaluation_sets(point, splits)
   if target is True:
     target = fit_lib.check_target(config.target, tuple(evals))
   ckpts = None
@@ -134,7 +149,8 @@ def train(point, *, seed, run_id=None, workdir=None, target=True, **fit_kwargs):
                        eval_batch_size=config.eval_batch_size, checkpoints=ckpts,
                        lr_at=point.lr if callable(point.lr) else None, target=target or None,
                        **fit_kwargs)
-  result["eval_train_examples"] = evals["train"][0].shape[0]
+  if "train" in evals:
+    result["eval_train_examples"] = evals["train"][0].shape[0]
   if ckpts is not None:
     result["checkpoint_dir"] = ckpts.directory
   return result
