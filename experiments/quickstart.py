@@ -1,7 +1,7 @@
 """The main job: a small version of every study, offline, in minutes on a 2-core CPU.
 
-The accuracy part reads Fashion-MNIST's idx files from $JBATCH_DATA_DIR, the dynamics part
-MNIST's.
+The accuracy part reads Fashion-MNIST's idx files from $JBATCH_DATA_DIR, the dynamics and
+critical-batch parts MNIST's.
 """
 
 import ml_collections
@@ -13,7 +13,7 @@ from jbatch.studies import determinism, throughput
 def get_config():
   c = ml_collections.ConfigDict()
   c.study = "suite"
-  c.suite = ("throughput", "accuracy", "dynamics", "loader", "determinism")
+  c.suite = ("throughput", "accuracy", "dynamics", "loader", "determinism", "critical_batch")
 
   t = throughput.default_config()
   t.synthetic.num_train = 20_000
@@ -42,4 +42,10 @@ def get_config():
   d.cnn.channels = (8,)
   d.batch_sizes = (128,)
   c.determinism = d
+
+  # Steps to a target at batch 16, 64, 256 and 1024, three learning rates each: 20 seconds.
+  cb = config_lib.from_file(__file__, "critical_batch_small")
+  cb.batch_sizes = (16, 64, 256, 1024)
+  cb.trials = 3
+  c.critical_batch = cb
   return c

@@ -20,10 +20,13 @@ def _records(workdir):
 
 
 # Shorter than the real quickstart where another test covers the part left out: Adam in
-# test_dynamics, the loader feeding a train step and two determinism modes in test_loader.
+# test_dynamics, the loader feeding a train step and two determinism modes in test_loader,
+# the probes and the largest batch of the critical-batch study in test_critical_batch.
 QUICK = ("--config.throughput.epochs=1", "--config.accuracy.epochs=1",
          "--config.dynamics.epochs=1", "--config.dynamics.optimizers=sgd",
-         "--config.loader.modes=alone", "--config.determinism.modes=deterministic")
+         "--config.loader.modes=alone", "--config.determinism.modes=deterministic",
+         "--config.critical_batch.batch_sizes=(64,512)", "--config.critical_batch.trials=2",
+         "--config.critical_batch.probes.enabled=False", "--config.critical_batch.max_batch=False")
 
 
 def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
@@ -51,6 +54,11 @@ def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
       assert len(r["norms_early"]) == len(r["norms_late"]) == 128
       assert r["probe_count"] == 5 and r["sharpness"] > 0 and r["final_distance"] > 0
   assert dynamics[("accumulation", 128, "sgd", False)]["max_abs_param_diff"] < 1e-4
+  critical = [r for r in every if r["study"] == "critical_batch"]
+  assert [r["batch_size"] for r in critical] == [64, 512]
+  for r in critical:  # the MNIST MLP reaches 90% validation accuracy at both
+    assert r["status"] == "ok" and len(r["trials"]) == 2 and r["steps_to_target"] > 0, r
+    assert r["num_train"] == 4096 and r["target"]["split"] == "validation"
   records = [r for r in every if r["study"] == "throughput" and r["variant"] != "max_batch"]
   (largest,) = [r for r in every if r.get("variant") == "max_batch"]
   assert largest["status"] == "ok" and largest["max_batch"] > 20000

@@ -166,13 +166,15 @@ def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, 
          "train_seconds": train_s, "resumed_from_epoch": resumed_at or None,
          "diverged_epoch": diverged_epoch}
   if target is not None:
-    out["target"] = _target_fields(target, hit, history)
+    out["target"] = target_fields(target, hit, history)
     if status == "ok" and hit is None:
       out["status"] = "not_reached"
   return out
 
 
-def _target_fields(target, hit, history):
+def target_fields(target, hit, history):
+  """What a run says of its target: reached, where (steps, examples, seconds, epoch), and
+  the best value it measured."""
   values = [v for v in map(target.measured, history) if v is not None]
   best = (max if target.direction == "max" else min)(values) if values else None
   out = {"metric": target.metric, "value": target.value, "split": target.split,

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jbatch.models import registry as model_registry
-from jbatch.train import loop, point as point_lib
+from jbatch.train import fit as fit_lib, loop, point as point_lib
 from flax import nnx
 
 
@@ -110,7 +110,8 @@ def run_vmapped(point, trials, target, eval_batch_size):
   stops when every trial has reached it or diverged. Returns [(trial row, result)]."""
   engine, plan = point.engine, point.plan
   x, y = point.train_arrays()
-  evals = point_lib.evaluation_sets(point, (target.split, "test"))
+  split = target.split if target is not None else "validation"
+  evals = point_lib.evaluation_sets(point, (split, "test"))
   states = [engine.initial_state(*initial_weights(point, t.seed), t.hyperparams())
             for t in trials]
   states = engine.put(jax.tree.map(lambda *a: jnp.stack(a), *states))[0]
@@ -131,8 +132,8 @@ def run_vmapped(point, trials, target, eval_batch_size):
     metrics = jax.device_get(metrics)
     train_s += time.perf_counter() - t0
     done = seg.epoch * plan.steps_per_epoch + seg.start + seg.steps
-    measured = {target.split: jax.device_get(evaluate[target.split](
-        (states.params, states.model_state), *evals[target.split]))}
+    measured = {split: jax.device_get(evaluate[split]((states.params, states.model_state),
+                                                      *evals[split]))}
     for i in range(n):
       if hits[i] is not None or dead[i]:
         continue
@@ -161,15 +162,11 @@ def run_vmapped(point, trials, target, eval_batch_size):
   out = []
   for i, trial in enumerate(trials):
     h = histories[i]
-    status = "diverged" if dead[i] else ("ok" if hits[i] is not None else "not_reached")
-    values = [v for v in map(target.measured, h) if v is not None]
-    best = (max if target.direction == "max" else min)(values) if values else None
-    result = {"status": status, "history": h, "compile_s": compile_s, "train_seconds": train_s,
-              "target": {"metric": target.metric, "value": target.value, "split": target.split,
-                         "reached": hits[i] is not None, "best": best,
-                         **{f: (hits[i][c] if hits[i] else None) for f, c in (
-                             ("steps", "steps"), ("examples", "examples"),
-                             ("seconds", "train_seconds"), ("epoch", "epoch"))}}}
+    status = "diverged" if dead[i] else (
+        "ok" if hits[i] is not None or target is None else "not_reached")
+    result = {"status": status, "history": h, "compile_s": compile_s, "train_seconds": train_s}
+    if target is not None:
+      result["target"] = fit_lib.target_fields(target, hits[i], h)
     row = summarize(trial, result, plan)
     row["test_acc"] = test_acc[i]
     out.append((row, result))
