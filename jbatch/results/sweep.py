@@ -52,7 +52,8 @@ def run(study, config, workdir, points, run_point):
                           device_kind=point["device_kind"],
                           device_name=fields.pop("device_name", None),
                           n_devices=fields.pop("n_devices", None),
-                          batch_size=point["batch_size"], started=started, seconds=seconds)
+                          batch_size=point["batch_size"], seed=point.get("seed", config.seed),
+                          started=started, seconds=seconds)
     rec.update({k: v for k, v in point.items() if k not in rec})
     rec.update(fields)
     store.append(workdir, rec)

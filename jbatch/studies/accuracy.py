@@ -27,7 +27,7 @@ BASE_LRS = {"sgd": 0.1, "nesterov": 0.1, "adam": 1e-3, "adamw": 1e-3}
 # Fields that name a grid axis or do not change a run's result stay out of its hash,
 # so that widening the grid or checkpointing more often keeps finished runs.
 _NOT_IN_HASH = ("study", "batch_sizes", "rules", "optimizers", "inits", "seeds",
-                "checkpoint_every", "seed", "learning_rates")
+                "checkpoint_every", "learning_rates")
 
 
 def default_config():

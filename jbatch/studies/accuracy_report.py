@@ -46,7 +46,8 @@ def report(records, workdir):
     cells.setdefault((r["rule"], r["optimizer"], r["init"], r["batch_size"]), []).append(r)
   cell = lambda g, b, f: _mean([r.get(f) for r in cells.get((*g, b), [])])
 
-  out += ["", "### Final test accuracy (best in brackets, gap after the slash)", ""]
+  out += ["", "### Final test accuracy (mean over seeds, ± their standard deviation; best in "
+          "brackets, gap after the slash)", ""]
   rows = []
   for g in groups:
     row = [" / ".join(g)]
@@ -55,9 +56,12 @@ def report(records, workdir):
         row.append(None)
         continue
       status = {r["status"] for r in cells[(*g, b)]}
+      finals = [r["final_test_acc"] for r in cells[(*g, b)] if r.get("final_test_acc") is not None]
+      spread = (f" ±{np.std(finals, ddof=1):.4f} over {len(finals)} seeds" if len(finals) > 1
+                else "")
       row.append("diverged" if status == {"diverged"} else
-                 f"{cell(g, b, 'final_test_acc'):.4f} ({cell(g, b, 'best_test_acc'):.4f}) "
-                 f"/ {cell(g, b, 'gen_gap_acc'):+.4f}")
+                 f"{cell(g, b, 'final_test_acc'):.4f}{spread} "
+                 f"({cell(g, b, 'best_test_acc'):.4f}) / {cell(g, b, 'gen_gap_acc'):+.4f}")
     rows.append(row)
   out.append(report_lib.table(["rule / optimizer / init"] + [f"batch {b}" for b in sizes], rows))
 
@@ -91,10 +95,12 @@ def report(records, workdir):
                                    title="Final test accuracy vs batch size",
                                    xlabel="batch size", ylabel="test accuracy")]
   curves = {}
-  for r in sorted(done, key=lambda r: (r["batch_size"], r["rule"], r["optimizer"], r["init"])):
-    if r["seed"] == first["seed"]:
-      label = f"b{r['batch_size']} {r['rule']} {r['optimizer']} {r['init']}"
-      curves[label] = ([h["epoch"] for h in r["history"]], [h["test_acc"] for h in r["history"]])
+  several = len({r["seed"] for r in done}) > 1
+  for r in sorted(done, key=lambda r: (r["batch_size"], r["rule"], r["optimizer"], r["init"],
+                                       r["seed"])):
+    label = f"b{r['batch_size']} {r['rule']} {r['optimizer']} {r['init']}"
+    label += f" seed {r['seed']}" if several else ""
+    curves[label] = ([h["epoch"] for h in r["history"]], [h["test_acc"] for h in r["history"]])
   out += ["", report_lib.line_plot(workdir, "accuracy_curves.png", curves,
                                    title="Test accuracy by epoch", xlabel="epoch",
                                    ylabel="test accuracy", logx=False)]

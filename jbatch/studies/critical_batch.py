@@ -147,7 +147,8 @@ def grid(config, num_train):
                        "optimizer": opt, "seed": seed})
   if config.max_batch:
     for k in parallel.present_kinds(config_lib.names(config.speed.device_kinds)):
-      points.append({"run_id": f"{NAME}/max_batch/{k}/{fp}", "kind": "max_batch",
+      points.append({"run_id": f"{NAME}/max_batch/{k}/m{config.memory_budget}/{fp}",
+                     "kind": "max_batch",
                      "framework": "jax", "device_kind": k, "batch_size": 0, "seed": config.seed})
   return points
 

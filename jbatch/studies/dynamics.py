@@ -39,8 +39,9 @@ PUBLISHED = [
     "with Adam the final distance is the same from any initialization.",
     "Keskar et al. 2016: large-batch runs end at sharper minima (larger top Hessian eigenvalue).",
 ]
+# The accumulation points' own settings are in their run ids instead.
 _NOT_IN_HASH = ("study", "batch_sizes", "rules", "optimizers", "seeds", "checkpoint_every",
-                "seed", "learning_rates", "accumulation")
+                "learning_rates", "accumulation")
 
 
 def default_config():
@@ -116,7 +117,8 @@ def grid(config, num_train):
   for k in dict.fromkeys(acc.steps):
     for bn in dict.fromkeys(acc.batchnorm):
       points.append({"run_id": f"{NAME}/accumulate{k}x{acc.micro_batch}/bn{int(bn)}/"
-                               f"e{acc.epochs}/sgd@{point_lib.base_lr(config, 'sgd'):g}/{fp}",
+                               f"e{acc.epochs}/sgd@{point_lib.base_lr(config, 'sgd'):g}/"
+                               f"s{config.seed}/{fp}",
                      "kind": "accumulation", "framework": "jax", "device_kind": kind,
                      "batch_size": k * acc.micro_batch, "micro_batches": k,
                      "micro_batch": acc.micro_batch, "batchnorm": bool(bn),

@@ -7,7 +7,7 @@ from jbatch.results import report as report_lib
 
 
 def _label(r):
-  return f"b{r['batch_size']} {r['rule']} {r['optimizer']}"
+  return f"b{r['batch_size']} {r['rule']} {r['optimizer']} s{r['seed']}"
 
 
 def report(records, workdir, published):
@@ -35,7 +35,7 @@ def report(records, workdir, published):
         f"gradients, and from {'devices' if first['n_devices'] > 1 else str(p['groups']) + ' groups'} "
         "of the probe batch.")
     out += ["", report_lib.table(
-        ["batch / rule / optimizer", "test acc", "train acc", "s/epoch", "samples/s",
+        ["batch / rule / optimizer / seed", "test acc", "train acc", "s/epoch", "samples/s",
          "distance from init", "B_simple (per-example)", "B_simple (groups)", "sharpness",
          "probe ms", "probes", "probe share of training", "status"],
         [[_label(r), r.get("final_test_acc"), r.get("final_train_acc"), r.get("epoch_s"),
