@@ -42,3 +42,14 @@ def test_outputs_and_three_sgd_steps_match(model):
   expected = torch_models.copy_from_flax(torch_models.build(c, shape, 10), eng.model())
   for got, want in zip(tmodel.parameters(), expected.parameters()):
     np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-4, atol=1e-5)
+  # BatchNorm's running statistics too (PyTorch's own would average the unbiased variance:
+  # with 32 examples a step, 32/31 times Flax's), and so the evaluation-mode outputs.
+  buffers = [(n, b) for n, b in tmodel.named_buffers() if "running" in n]
+  assert len(buffers) == (2 if model == "mlp" else 4)
+  for (name, got), want in zip(buffers, [b for n, b in expected.named_buffers() if "running" in n]):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+  tmodel.eval()
+  with torch.no_grad():
+    t_eval = tmodel(torch.from_numpy(ds.test_x)).numpy()
+  np.testing.assert_allclose(eng.model()(jnp.asarray(ds.test_x), train=False), t_eval,
+                             rtol=1e-4, atol=1e-5)

@@ -9,13 +9,42 @@ import torch
 from torch import nn
 
 
+class _BiasedRunningVariance:
+  """PyTorch's BatchNorm with Flax's running variance: Flax averages the biased batch
+  variance into it, PyTorch the unbiased one. The fused kernel runs as usual and the
+  per-channel update is corrected afterwards (C numbers, so no cost a step would show)."""
+
+  def forward(self, x):
+    if not self.training:
+      return super().forward(x)
+    # The kernel updates (and autograd keeps) a scratch copy; the buffer gets the correction.
+    scratch = self.running_var.clone()
+    out = nn.functional.batch_norm(x, self.running_mean, scratch, self.weight, self.bias, True,
+                                   self.momentum, self.eps)
+    n = x.numel() // x.shape[1]  # examples (times positions) per channel
+    with torch.no_grad():
+      m = self.momentum
+      unbiased = (scratch - (1 - m) * self.running_var) / m
+      self.running_var.mul_(1 - m).add_(m * unbiased * ((n - 1) / n))
+      self.num_batches_tracked.add_(1)
+    return out
+
+
+class BatchNorm1d(_BiasedRunningVariance, nn.BatchNorm1d):
+  pass
+
+
+class BatchNorm2d(_BiasedRunningVariance, nn.BatchNorm2d):
+  pass
+
+
 class MLP(nn.Module):
 
   def __init__(self, in_features, num_classes, depth=6, width=64, batchnorm=True):
     super().__init__()
     sizes = [in_features] + [width] * depth
     self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
-    self.norm = nn.BatchNorm1d(width) if batchnorm else None
+    self.norm = BatchNorm1d(width) if batchnorm else None
     self.out = nn.Linear(width, num_classes)
 
   def forward(self, x):
@@ -34,7 +63,7 @@ class CNN(nn.Module):
     height, width, in_ch = in_shape
     layers = []
     for out_ch in channels:
-      layers += [nn.Conv2d(in_ch, out_ch, 3)] + ([nn.BatchNorm2d(out_ch)] if batchnorm else [])
+      layers += [nn.Conv2d(in_ch, out_ch, 3)] + ([BatchNorm2d(out_ch)] if batchnorm else [])
       layers.append(nn.ReLU())
       in_ch, height, width = out_ch, height - 2, width - 2
     self.features = nn.Sequential(*layers, nn.MaxPool2d(2))
@@ -49,7 +78,7 @@ class CNN(nn.Module):
 
 def _conv_bn(in_ch, out_ch, kernel, stride=1, groups=1, act=True):
   layers = [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out_ch)]
+            BatchNorm2d(out_ch)]
   return nn.Sequential(*layers, nn.ReLU6()) if act else nn.Sequential(*layers)
 
 
