@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jbatch.errors import UserError
+from jbatch.results import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "An experiments/*.py config file.",
                                           lock_config=True)
@@ -90,19 +91,25 @@ def main(argv):
     return
   try:
     studies = plan(config)
+    workdir_lib.check_writable(workdir)
   except UserError as e:
     fail(str(e))
+  snapshot = workdir_lib.Snapshot(workdir)
   os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, "config.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(config.to_dict(), f, indent=2, default=str)
-  os.replace(tmp, os.path.join(workdir, "config.json"))
-  for module, cfg in studies:
-    try:
-      module.run(cfg, workdir)
-    except UserError as e:  # found only once data was loaded
-      fail(str(e))
-    report.write(workdir, STUDIES)
+  try:
+    with workdir_lib.locked(workdir):
+      tmp = os.path.join(workdir, "config.json.tmp")
+      with open(tmp, "w") as f:
+        json.dump(config.to_dict(), f, indent=2, default=str)
+      os.replace(tmp, os.path.join(workdir, "config.json"))
+      for module, cfg in studies:
+        module.run(cfg, workdir)
+        report.write(workdir, STUDIES)
+  except workdir_lib.Busy as e:  # the folder is the other run's: touch nothing
+    fail(str(e))
+  except UserError as e:  # found once data was loaded, or a full disk
+    snapshot.restore()
+    fail(str(e))
   print(f"report: {os.path.join(workdir, 'report.md')}")
 
 

@@ -60,12 +60,38 @@ def test_probes_leave_training_unchanged_and_measure_the_state_they_see():
   out = jax.device_get(metrics["probes"])
   assert np.flatnonzero(out["due"]).tolist() == [0, 10]  # the first step, then every 11th
   values = out["values"]
-  final = np.linalg.norm(_flat(state.params) - _flat(init))
-  assert values["distance"][10] == pytest.approx(final, rel=1e-5)
-  assert values["distance"][0] == pytest.approx(values["update"][0], rel=1e-6)
+  # Every value is of the parameters before the probed step: at step 0 the initial ones.
+  ten, _ = eng.fused_epoch(plan, segment=plan_lib.Segment(0, 0, 10, False))(
+      jax.tree.map(np.array, start), x, y, loop.epoch_key(0, 0), 0)
+  assert values["distance"][0] == 0
+  assert values["distance"][10] == pytest.approx(
+      np.linalg.norm(_flat(ten.params) - _flat(init)), rel=1e-5)
+  assert values["update"][10] == pytest.approx(
+      np.linalg.norm(_flat(state.params) - _flat(ten.params)), rel=1e-4)
   assert values["distance"][5] == 0  # not a probe step: nothing computed
   first = per_example.make(eng.graphdef, "vmap", 8)(init, start.model_state, x[:64], y[:64])
   np.testing.assert_allclose(values["sq_norms"][0], first["sq_norms"], rtol=1e-5)
+
+
+def test_a_probe_of_the_current_batch_skips_the_short_last_one():
+  # 1030 examples at batch 100: the last batch has 30, which 4 groups do not split (and
+  # 30 is not a multiple of the vmap chunk of 20); it is trained on but never probed.
+  c = config_lib.base()
+  ds = synthetic.make(1030, 10, (32,), 10, seed=0)
+  eng = _engine(c, ds)
+  x, y = eng.put(ds.train_x, ds.train_y)
+  plan = plan_lib.make(1030, 100, "partial", epochs=1)
+  for method in ("fast", "vmap"):
+    probe = schedule.Probe(eng.graphdef, _probe_cfg(every=1, batch="current", method=method,
+                                                    chunk=20),
+                           plan, eng.mesh)
+    args = (jax.tree.map(jax.numpy.copy, eng.state.params), x[:64], y[:64])
+    state, metrics = eng.fused_epoch(plan, probe=probe)(
+        jax.tree.map(np.array, eng.state), x, y, loop.epoch_key(0, 0), args)
+    out = jax.device_get(metrics["probes"])
+    assert int(state.step) == 11 and int(metrics["count"]) == 1030
+    assert out["due"].tolist() == [True] * 10 + [False]
+    assert np.isfinite(out["values"]["g2"]).all() and out["values"]["g2"][-1] == 0
 
 
 def test_probes_due_by_examples_seen():

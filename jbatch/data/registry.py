@@ -63,7 +63,30 @@ def load(config):
   if held >= dataset.num_train:
     raise UserError(f"validation_examples={held} is not smaller than the {dataset.num_train} "
                     "training examples; hold out fewer")
+  _check_values(dataset.hold_out(held), name=config.dataset)
   return dataset.hold_out(held)
+
+
+def _check_values(dataset, name):
+  """Labels in [0, num_classes) and finite inputs: a corrupt file otherwise trains quietly
+  on all-zero one-hot rows, or reads as a divergence."""
+  import numpy as np
+  splits = {"training": (dataset.train_x, dataset.train_y), "test": (dataset.test_x,
+                                                                      dataset.test_y)}
+  if dataset.val_x is not None:
+    splits["validation"] = (dataset.val_x, dataset.val_y)
+  for split, (x, y) in splits.items():
+    bad = np.flatnonzero((y < 0) | (y >= dataset.num_classes))
+    if bad.size:
+      raise UserError(f"dataset {name}: {bad.size} {split} label(s) outside [0, "
+                      f"{dataset.num_classes}), the first {int(y[bad[0]])} at example "
+                      f"{int(bad[0])}; the labels file is corrupt: replace it")
+    finite = np.isfinite(x)
+    if not finite.all():
+      first = int(np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))[0])
+      raise UserError(f"dataset {name}: {int((~finite).sum())} NaN or infinite value(s) in "
+                      f"the {split} inputs, the first in example {first}; fix or replace the "
+                      "data")
 
 
 def _load_source(config):

@@ -71,15 +71,25 @@ def device_norms(mean_grad, mesh):
 
 
 def smoothed_b_simple(g2, trace, decay=0.9):
-  """B_simple at each point of a series: EMA(tr Sigma) / EMA(|G|^2), bias-corrected."""
+  """B_simple at each point of a series: EMA(tr Sigma) / EMA(|G|^2) (McCandlish et al.
+  A.1). Both EMAs start at 0 with the same decay, so their bias corrections cancel in the
+  ratio and none is applied. A ratio whose |G|^2 average is not positive is NaN: the
+  gradient is below the noise there."""
   out, a, b = [], 0.0, 0.0
-  for i, (g, t) in enumerate(zip(g2, trace)):
+  for g, t in zip(g2, trace):
     a, b = decay * a + (1 - decay) * t, decay * b + (1 - decay) * g
-    correction = 1 - decay ** (i + 1)
-    out.append(float(a / correction) / float(b / correction) if b else float("nan"))
+    out.append(float(a) / float(b) if b > 0 else float("nan"))
   return out
 
 
+def below_noise(value):
+  """Whether a B_simple estimate is not a number one can plot: |G|^2 estimated at or below
+  zero (late in training the unbiased estimate dips under 0), or none at all."""
+  return value is None or not np.isfinite(value) or value <= 0
+
+
 def b_simple(g2, trace):
-  """B_simple from the means of two series of estimates."""
-  return float(np.mean(trace) / np.mean(g2))
+  """B_simple from the means of two series of estimates; negative (or inf) where the mean
+  |G|^2 estimate is not positive: below_noise says so."""
+  g = float(np.mean(g2))
+  return float(np.mean(trace)) / g if g else float("inf")

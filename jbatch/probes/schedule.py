@@ -1,16 +1,18 @@
 """The probes the dynamics study switches on, and when they run inside a fused epoch.
 
-At a due step the probe sees the state before and after that step and
-measures, on the fixed probe batch (or the current batch):
-  per-example gradient norms (probes/per_example.py), the batch gradient's norm,
-  |G|^2 and tr(Sigma) from them, and from groups of the batch (one per device
-  on a mesh of several), distance of the weights from their initial values,
-  and the size of this step's update.
+At a due step the probe sees the state before and after that step. Every value
+belongs to the parameters before it (the step count and examples seen a row
+carries are theirs): on the fixed probe batch (or the current batch) the
+per-example gradient norms (probes/per_example.py), the batch gradient's norm,
+|G|^2 and tr(Sigma) from them, and from groups of the batch (one per device on a
+mesh of several); the distance of those weights from their initial values; and
+the size of the update this step makes from them.
 Gradients are taken with BatchNorm in evaluation mode (see per_example).
 
 Due steps: every `every` steps, or whenever the examples seen cross a
 multiple of `every_examples` (comparable across batch sizes); always the very
-first step, so that "early" is at initialization.
+first step, so that "early" is at initialization. With probes.batch=current the
+short last batch of an epoch is never probed.
 """
 
 import jax
@@ -68,6 +70,7 @@ class Probe:
   def __init__(self, graphdef, cfg, plan, mesh):
     """plan: the run's train/plan.Plan, which says how many examples a step count is."""
     self.graphdef, self.cfg, self.plan = graphdef, cfg, plan
+    self.probes_tail = cfg.batch == "fixed"  # a short last batch is probed on the fixed one
     self.norms = per_example.make(graphdef, cfg.method, cfg.chunk)
     self.mesh = mesh if mesh.devices.size > 1 else None
     self.groups = mesh.devices.size if self.mesh is not None else cfg.groups
@@ -90,8 +93,8 @@ class Probe:
     g2, trace = noise_scale.from_per_example(out["sq_norms"], out["grad_sum"])
     result = {"sq_norms": out["sq_norms"], "g2": g2, "trace": trace,
               "grad_norm": jnp.sqrt(per_example.sq_norm(out["grad_sum"])) / n,
-              "distance": _distance(after.params, init_params),
-              "update": _distance(after.params, before.params)}
+              "distance": distance(before.params, init_params),
+              "update": distance(after.params, before.params)}
     if self.groups:
       mean_grad = self._mean_grad(before.model_state)
       if self.mesh is not None:
@@ -109,5 +112,6 @@ class Probe:
     return mean_grad
 
 
-def _distance(a, b):
+def distance(a, b):
+  """|a - b| over every parameter."""
   return jnp.sqrt(per_example.sq_norm(jax.tree.map(jnp.subtract, a, b)))

@@ -4,8 +4,9 @@ The Hessian is never formed: H v = grad(grad(L) . v) by reverse-over-reverse
 differentiation (the models' convolution and max-pool define their own
 reverse-mode gradients, which forward mode cannot differentiate). Power
 iteration converges to the eigenvalue of largest magnitude; near a minimum
-that is the top (positive) one. The value returned is the Rayleigh quotient
-v.Hv at the last iterate.
+that is the top (positive) one. It stops when the Rayleigh quotient v.Hv changes
+by less than `tol` (relative) from one iteration to the next, or after `iters`;
+the caller learns which.
 """
 
 import jax
@@ -19,8 +20,9 @@ def _vdot(a, b):
   return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def top_eigenvalue(loss, params, key, iters=20):
-  """(eigenvalue, relative change over the last iteration) of the Hessian of loss at params."""
+def top_eigenvalue(loss, params, key, iters=20, tol=0.0):
+  """(eigenvalue, relative change over the last iteration, iterations used) of the Hessian
+  of loss at params; converged when the change is at most tol (tol 0: run all iters)."""
   grad = jax.grad(loss)
 
   def hvp(v):
@@ -35,11 +37,16 @@ def top_eigenvalue(loss, params, key, iters=20):
     scale = lax.rsqrt(sq_norm(t))
     return jax.tree.map(lambda x: x * scale, t)
 
-  def body(_, carry):
-    v, eig, _ = carry
+  def running(carry):
+    i, _, _, change = carry
+    return (i < iters) & ((i < 2) | (change > tol))
+
+  def body(carry):
+    i, v, eig, _ = carry
     hv = hvp(v)
     new = _vdot(v, hv)
-    return normalized(hv), new, jnp.abs(new - eig) / jnp.maximum(jnp.abs(new), 1e-30)
+    return i + 1, normalized(hv), new, jnp.abs(new - eig) / jnp.maximum(jnp.abs(new), 1e-30)
 
-  _, eig, change = lax.fori_loop(0, iters, body, (normalized(v), jnp.float32(0), jnp.float32(1)))
-  return eig, change
+  i, _, eig, change = lax.while_loop(
+      running, body, (jnp.int32(0), normalized(v), jnp.float32(0), jnp.float32(1)))
+  return eig, change, i

@@ -1,15 +1,22 @@
 """The JSONL results store of a run folder: append-only, one record a line.
 
-Each record is written with a single O_APPEND write followed by fsync, so a
-process killed at any moment leaves either the whole line or none of it. A
-line that is not valid JSON (a disk filled mid-write, a hand edit) is skipped
-with a warning when reading, never rewritten, so results already written are
-never damaged.
+Each record is written with a single O_APPEND write followed by fsync; a write
+that fails part-way (a full disk, a file-size limit) is cut back to where the
+file ended, so the file holds whole records only. A line that is not a record
+(not UTF-8, not JSON, not an object, no study or status: a hand edit, another
+tool) is skipped when reading with one warning naming the line numbers, and is
+never rewritten, so results already written are never damaged.
 """
 
+import errno
 import json
 import os
 import warnings
+
+from jbatch.errors import UserError
+
+# A write that fails with one of these is the disk, not jbatch: the run stops, resumable.
+NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 RESULTS_FILE = "results.jsonl"
 FINISHED = ("ok", "diverged", "oom", "not_reached")  # a target not met is a result
@@ -20,11 +27,21 @@ def append(workdir, record):
   line = (json.dumps(record, sort_keys=True, default=_jsonable) + "\n").encode()
   fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
   try:
+    size = os.fstat(fd).st_size
     # A previous writer killed mid-line would glue our record onto its tail.
-    if os.fstat(fd).st_size and not _ends_with_newline(path):
+    if size and not _ends_with_newline(path):
       line = b"\n" + line
-    os.write(fd, line)
-    os.fsync(fd)
+    try:
+      written = os.write(fd, line)
+      if written != len(line):
+        raise OSError(errno.ENOSPC, "short write")
+      os.fsync(fd)
+    except OSError as exc:
+      os.ftruncate(fd, size)  # whole records only
+      if exc.errno in NO_SPACE:
+        raise UserError(f"no space left to write {path} ({exc.strerror}); free some and run "
+                        "the same command again to resume") from exc
+      raise
   finally:
     os.close(fd)
 
@@ -33,15 +50,23 @@ def read(workdir):
   path = os.path.join(workdir, RESULTS_FILE)
   if not os.path.exists(path):
     return []
-  records = []
-  with open(path) as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
+  records, skipped = [], []
+  with open(path, "rb") as f:
+    for number, raw in enumerate(f, 1):
+      if not raw.strip():
         continue
       try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
-        warnings.warn(f"{path}:{number}: skipping a line that is not JSON")
+        record = json.loads(raw.decode("utf-8"))
+      except (UnicodeDecodeError, json.JSONDecodeError):
+        record = None
+      if isinstance(record, dict) and "study" in record and "status" in record:
+        records.append(record)
+      else:
+        skipped.append(number)
+  if skipped:
+    warnings.warn(f"{path}: skipping line(s) {', '.join(map(str, skipped))}: not a jbatch "
+                  "record (not UTF-8 JSON, not an object, or no study/status); the file is "
+                  "left as it is")
   return records
 
 

@@ -43,6 +43,9 @@ def run(study, config, workdir, points, run_point):
     except (KeyboardInterrupt, UserError):
       raise
     except Exception as exc:  # recorded, and the sweep goes on
+      if _no_space(exc):  # every later point would fail the same way: stop, resumable
+        raise UserError(f"no space left while running {point['run_id']} ({exc}); free "
+                        "some and run the same command again to resume") from exc
       status = "oom" if is_oom(exc) else "error"
       if status == "error":
         traceback.print_exc()
@@ -61,6 +64,20 @@ def run(study, config, workdir, points, run_point):
     left = elapsed / i * (len(todo) - i)
     progress(f"{study} {i}/{len(todo)} {point['run_id']}: {rec['status']} in {seconds:.1f}s"
              f"{_headline(rec)}; about {left:.0f}s left")
+
+
+def _no_space(exc):
+  """Whether a full disk (or a file-size limit) is behind exc, however it was wrapped."""
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    if isinstance(exc, OSError) and exc.errno in store.NO_SPACE:
+      return True
+    if any(m in str(exc) for m in ("No space left on device", "File too large",
+                                   "Disk quota exceeded")):
+      return True
+    exc = exc.__cause__ or exc.__context__
+  return False
 
 
 def _headline(rec):

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from jbatch.probes import noise_scale
 from jbatch.results import report as report_lib, scaling
 
 PUBLISHED = [
@@ -16,6 +17,14 @@ PUBLISHED = [
     "then more slowly, then not at all; targets MNIST error 0.01, Fashion-MNIST 0.1, "
     "CIFAR-10 ResNet-8 0.3.",
 ]
+
+
+def _noise(values):
+  """The geometric mean of the B_simple estimates that are above the noise; 'below noise'
+  where every estimate there is is not."""
+  measured = [v for v in values if v is not None]
+  kept = [v for v in measured if not noise_scale.below_noise(v)]
+  return _geomean(kept) if kept else ("below noise" if measured else None)
 
 
 def _geomean(values):
@@ -73,10 +82,8 @@ def _optimizer_section(workdir, opt, points, largest):
     interval = scaling.bootstrap({b: [t for r in by_b[b] for t in r["trials"]]
                                   for b in reached})
   out.append(_headline(reached, steps, times, kinds, fitted, largest))
-  b_simple = {b: _geomean([r.get("b_simple_mean") for r in by_b[b]
-                           if (r.get("b_simple_mean") or 0) > 0]) for b in sizes}
-  b_at = {b: _geomean([r.get("b_simple_at_target") for r in by_b[b]
-                       if (r.get("b_simple_at_target") or 0) > 0]) for b in sizes}
+  b_simple = {b: _noise([r.get("b_simple_mean") for r in by_b[b]]) for b in sizes}
+  b_at = {b: _noise([r.get("b_simple_at_target") for r in by_b[b]]) for b in sizes}
   if fitted:
     lo_hi = interval["b_crit"]
     out += ["", f"Fit S(B) = S_min (1 + B_crit / B) by least squares on log steps: "
@@ -87,7 +94,7 @@ def _optimizer_section(workdir, opt, points, largest):
             f"{fitted['e_min']:,.0f} examples, rms of log residuals {fitted['rms_log']:.3f}."
             + (" The best B_crit lies at the edge of the searched range: the measured batch "
                "sizes do not bracket it." if fitted["at_edge"] else "")]
-    bs = [v for v in b_simple.values() if v]
+    bs = [v for v in b_simple.values() if isinstance(v, float)]
     if bs:
       out.append(f"B_simple (per-example estimate, mean over each best trial, geometric mean "
                  f"over batch sizes): {_geomean(bs):,.0f}; B_crit / B_simple = "

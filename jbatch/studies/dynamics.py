@@ -62,7 +62,9 @@ def default_config():
   c.schedule = schedules.default_config(decay="constant")
   c.seeds = (0,)
   c.probes = probe_lib.default_config(every_examples=1_024)
-  c.sharpness = ml_collections.ConfigDict(dict(iters=20, examples=512))  # iters 0: skip
+  # Power iteration until the eigenvalue changes by under tol (relative), at most iters
+  # (0: skip), on the evaluation-mode loss of the first `examples` training examples.
+  c.sharpness = ml_collections.ConfigDict(dict(iters=20, tol=1e-3, examples=512))
   c.accumulation = ml_collections.ConfigDict(dict(
       micro_batch=32, steps=(4,), batchnorm=(False, True), epochs=1))  # steps (): skip
   c.eval_train_examples = 4_096
@@ -76,8 +78,8 @@ def validate(config):
   model_registry.check(config)
   if not config.seeds:
     raise UserError("seeds is empty; give at least one, e.g. --config.seeds=0")
-  if config.sharpness.iters < 0 or config.sharpness.examples < 1:
-    raise UserError("sharpness.iters must be >= 0 and sharpness.examples >= 1")
+  if config.sharpness.iters < 0 or config.sharpness.examples < 1 or config.sharpness.tol < 0:
+    raise UserError("sharpness.iters and sharpness.tol must be >= 0 and sharpness.examples >= 1")
   acc = config.accumulation
   if any(k < 1 for k in acc.steps) or acc.micro_batch < 1 or acc.epochs < 1:
     raise UserError("accumulation.steps, micro_batch and epochs must be >= 1")
@@ -148,17 +150,18 @@ def _train_point(config, dataset, point, workdir):
                            meta={"run_id": point["run_id"]}, probe=probe, probe_args=probe_args,
                            on_probes=lambda out, steps_before: _probe_rows(out, steps_before,
                                                                            probe))
+  final_distance = float(probe_lib.distance(engine.state.params, init_params))
   probe_ms = _time_probe(engine, probe, train, b, probe_args)
   series = [r for row in result["history"] for r in row.get("probes", [])]
   out = {**result, **_summary(result["history"], series), **p.fields(), "probe_ms": probe_ms,
+         "final_distance": final_distance,
          "probe_count": len(series),
          "probe_fraction": (probe_ms / 1e3 * len(series) / result["train_seconds"]
                             if result["train_seconds"] else None),
          "per_example_batchnorm": "evaluation mode"}
   if config.sharpness.iters and result["status"] == "ok":
     m = min(config.sharpness.examples, n)
-    out["sharpness"], out["sharpness_change"] = _sharpness(
-        engine, train[0][:m], train[1][:m], config.sharpness.iters, point["seed"])
+    out.update(_sharpness(engine, train[0][:m], train[1][:m], config.sharpness, point["seed"]))
     out["sharpness_examples"] = m
   return out
 
@@ -169,7 +172,7 @@ def _probe_rows(out, steps_before, probe):
   rows = []
   for i in due:
     norms = np.sqrt(out["values"]["sq_norms"][i])
-    step = steps_before + int(i) + 1
+    step = steps_before + int(i)  # the probe measured the parameters after this many steps
     row = {"step": step, "examples": int(probe.plan.examples_at(step)),
            "norm_mean": float(norms.mean()), "norm_std": float(norms.std())}
     row.update({k: float(v[i]) for k, v in out["values"].items() if k != "sq_norms"})
@@ -189,20 +192,22 @@ def _time_probe(engine, probe, train, b, probe_args, repeats=3):
   return 1e3 * float(np.median(seconds[1:]))
 
 
-def _sharpness(engine, x, y, iters, seed):
+def _sharpness(engine, x, y, cfg, seed):
   state = engine.state
-  eig, change = _top_eigenvalue(engine.graphdef, iters, state.params, state.model_state, x, y,
-                                jax.random.key(seed))
-  return float(eig), float(change)
+  eig, change, used = _top_eigenvalue(engine.graphdef, cfg.iters, float(cfg.tol), state.params,
+                                      state.model_state, x, y, jax.random.key(seed))
+  return {"sharpness": float(eig), "sharpness_change": float(change),
+          "sharpness_iterations": int(used),
+          "sharpness_converged": bool(cfg.tol and float(change) <= cfg.tol)}
 
 
 # One compiled power iteration per model and shape, shared by every point of a sweep
 # (graphdefs of equal models compare equal): it takes as long to compile as a fused
 # epoch, and no point's batch size or optimizer changes it.
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _top_eigenvalue(graphdef, iters, params, model_state, x, y, key):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _top_eigenvalue(graphdef, iters, tol, params, model_state, x, y, key):
   loss = lambda p: per_example.eval_losses(graphdef, p, model_state, x, y).mean()
-  return sharpness.top_eigenvalue(loss, params, key, iters)
+  return sharpness.top_eigenvalue(loss, params, key, iters, tol)
 
 
 def _summary(history, series):
@@ -216,7 +221,6 @@ def _summary(history, series):
          "norms_early": history[0].get("norms_first", []),
          "norms_late": history[-1].get("norms_last", [])}
   if series:
-    out["final_distance"] = series[-1]["distance"]
     half = series[len(series) // 2:]  # after the first half: less dominated by the start
     out["b_simple"] = noise_scale.b_simple([p["g2"] for p in half], [p["trace"] for p in half])
     if "g2_groups" in series[0]:

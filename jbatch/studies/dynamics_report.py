@@ -6,6 +6,18 @@ from jbatch.probes import noise_scale
 from jbatch.results import report as report_lib
 
 
+def _noise(value):
+  return "below noise" if value is not None and noise_scale.below_noise(value) else value
+
+
+def _sharpness(r):
+  if r.get("sharpness") is None:
+    return None
+  done = "converged" if r.get("sharpness_converged") else (
+      f"not converged, last change {r.get('sharpness_change', float('nan')):.1e}")
+  return f"{r['sharpness']:.4g} ({r.get('sharpness_iterations')}, {done})"
+
+
 def _label(r):
   return f"b{r['batch_size']} {r['rule']} {r['optimizer']} s{r['seed']}"
 
@@ -36,11 +48,12 @@ def report(records, workdir, published):
         "of the probe batch.")
     out += ["", report_lib.table(
         ["batch / rule / optimizer / seed", "test acc", "train acc", "s/epoch", "samples/s",
-         "distance from init", "B_simple (per-example)", "B_simple (groups)", "sharpness",
+         "distance from init", "B_simple (per-example)", "B_simple (groups)",
+         "sharpness (iterations, converged)",
          "probe ms", "probes", "probe share of training", "status"],
         [[_label(r), r.get("final_test_acc"), r.get("final_train_acc"), r.get("epoch_s"),
-          r.get("samples_per_sec"), r.get("final_distance"), r.get("b_simple"),
-          r.get("b_simple_groups"), r.get("sharpness"), r.get("probe_ms"), r.get("probe_count"),
+          r.get("samples_per_sec"), r.get("final_distance"), _noise(r.get("b_simple")),
+          _noise(r.get("b_simple_groups")), _sharpness(r), r.get("probe_ms"), r.get("probe_count"),
           f"{r['probe_fraction']:.1%}" if r.get("probe_fraction") is not None else None,
           r["status"]] for r in train])]
     out += ["", "With probes off the fused epoch has no probe code at all; the share above is "
@@ -86,15 +99,22 @@ def _figures(train, workdir):
   out += ["", report_lib.line_plot(workdir, "dynamics_update.png", series("update"),
                                    title="Size of one update", xlabel="examples seen",
                                    ylabel="|w_t+1 - w_t|", logy=True)]
-  b_simple = {}
+  b_simple, left_off = {}, 0
   for r in train:
     probes = r["history_probes"]
     if probes:
-      b_simple[_label(r)] = ([p["examples"] for p in probes], noise_scale.smoothed_b_simple(
-          [p["g2"] for p in probes], [p["trace"] for p in probes]))
+      values = noise_scale.smoothed_b_simple([p["g2"] for p in probes],
+                                             [p["trace"] for p in probes])
+      kept = [(p["examples"], v) for p, v in zip(probes, values)
+              if not noise_scale.below_noise(v)]
+      left_off += len(values) - len(kept)
+      b_simple[_label(r)] = ([e for e, _ in kept], [v for _, v in kept])
   out += ["", report_lib.line_plot(workdir, "dynamics_b_simple.png", b_simple,
                                    title="B_simple (per-example estimate, EMA-smoothed)",
                                    xlabel="examples seen", ylabel="B_simple", logy=True)]
+  if left_off:
+    out.append(f"\n{left_off} estimate(s) below the noise (|G|^2 averaged at or under 0) are "
+               "left off this log plot.")
   for r in train:
     del r["history_probes"]
   return out

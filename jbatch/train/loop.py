@@ -60,12 +60,19 @@ def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=
   else:
     full, tail, sliced = segment.steps - segment.with_tail, plan.tail * segment.with_tail, True
 
-  def step(state, xb, yb, probe_args):
+  def step(state, xb, yb, probe_args, tail=False):
     new_state, metrics = train_step(state, xb, yb)
     if probe is None:
       return new_state, metrics
-    due = probe.due(state.step)
     run = lambda: probe(state, new_state, xb, yb, probe_args)
+    if tail and not probe.probes_tail:
+      # A probe of the current batch never sees the short last one (too few examples to
+      # split into its groups or chunks, or one alone): zeros shaped as a full batch's.
+      full = [jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype) for a in (xb, yb)]
+      shapes = jax.eval_shape(lambda xf, yf: probe(state, new_state, xf, yf, probe_args), *full)
+      return new_state, (metrics, {"due": jnp.bool_(False),
+                                   "values": jax.tree.map(jnp.zeros_like, shapes)})
+    due = probe.due(state.step)
     skip = lambda: jax.tree.map(jnp.zeros_like, jax.eval_shape(run))
     return new_state, (metrics, {"due": due, "values": lax.cond(due, run, skip)})
 
@@ -81,7 +88,7 @@ def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=
     state, per_step = lax.scan(body, state, perm[:full * b].reshape(full, b), unroll=unroll)
     if tail:
       state, last = step(state, *_gather(x, y, perm[full * b:full * b + tail], batch_sharding),
-                         probe_args)
+                         probe_args, tail=True)
       per_step = jax.tree.map(lambda a, c: jnp.concatenate([a, c[None]]), per_step, last)
     if probe is None:
       return state, jax.tree.map(lambda m: m.sum(0), per_step)

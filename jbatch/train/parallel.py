@@ -43,6 +43,8 @@ def check_kind(device_kind):
 
 
 def make_mesh(kind="cpu", num_devices=0):
+  if num_devices < 0:
+    raise UserError(f"num_devices={num_devices}; give 0 (every device) or a positive count")
   devices = devices_of_kind(kind)
   if not devices:
     raise UserError(f"no {kind} device is present; available: {', '.join(available_kinds())}")
