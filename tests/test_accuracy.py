@@ -105,21 +105,6 @@ def test_divergence_is_a_status_and_the_sweep_goes_on(tmp_path):
   assert "2 of 2 points already done" in again.stderr
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--config.rules=cubic"], "unknown LR scaling rule"),
-    (["--config.schedule.warmup_epochs=3"], "not shorter than"),
-    (["--config.inits=pretrained", "--config.init_checkpoint=/no/such/run"], "does not exist"),
-    (["--config.inits=pretrained"], "init_checkpoint is empty"),
-    (["--config.optimizers=lbfgs"], "base learning rate"),
-    (["--config.inits=warm"], "unknown init"),
-])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
-  proc = run_cli(*FAST, "--config.epochs=2", *extra, f"--workdir={tmp_path / 'w'}")
-  assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
-  assert proc.stderr.strip().count("\n") == 0
-  assert not os.path.exists(tmp_path / "w")
-
-
 def test_checkpoint_of_another_model_is_refused(tmp_path):
   pre = str(tmp_path / "pre")
   assert run_cli(*FAST, "--config.batch_sizes=256", "--config.epochs=1",

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 
-import pytest
 
 from conftest import REPO, run_cli
 
@@ -97,31 +96,6 @@ def test_a_new_batch_size_runs_only_that_point(tmp_path):
   proc = run_cli(*args, "--config.batch_sizes=(500,1000)")
   assert proc.returncode == 0
   assert [r["batch_size"] for r in _records(tmp_path)] == [500, 1000]
-
-
-BAD = [
-    (["--config.batch_sizes=(0,)"], "not a positive integer"),
-    (["--config.batch_sizes=(9999999,)"], "larger than the"),
-    (["--config.model=nope"], "unknown model 'nope'"),
-    (["--config.dataset=nope"], "unknown dataset 'nope'"),
-    (["--config.dataset=mnist", "--config.data_dir=/nonexistent"], "no train-images-idx3-ubyte"),
-    (["--config.variants=('jax_slow',)"], "unknown variant"),
-    (["--config.last_batch=keep"], "last_batch='keep'"),
-    (["--config.optimizer.name=lamb"], "unknown optimizer"),
-    (["--config.no_such_field=1"], "no field"),
-    (["--config.epochs=abc"], "--config.epochs"),
-]
-
-
-@pytest.mark.parametrize("extra,message", BAD)
-def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, extra, message):
-  workdir = tmp_path / "run"
-  proc = run_cli(f"--config={SMALL}", f"--workdir={workdir}", *extra)
-  assert proc.returncode == 2, proc.stderr[-2000:]
-  lines = [l for l in proc.stderr.splitlines() if l.startswith("jbatch: error:")]
-  assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
-  assert "Traceback" not in proc.stderr
-  assert not workdir.exists()
 
 
 def test_bad_input_never_damages_results_already_written(tmp_path, mnist_dir):

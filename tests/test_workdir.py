@@ -1,0 +1,73 @@
+"""Run-folder safety with real processes: one jbatch per folder, a full disk mid-run."""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from conftest import REPO, run_cli
+
+ACC = [f"--config={REPO}/experiments/accuracy_small.py", "--config.dataset=synthetic",
+       "--config.model=mlp", "--config.synthetic.num_test=200", "--config.rules=none",
+       "--config.eval_train_examples=200"]
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, "results.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_a_second_run_on_a_busy_folder_refuses_and_a_dead_ones_lock_is_taken_over(tmp_path):
+  workdir = tmp_path / "run"
+  long_run = ACC + ["--config.synthetic.num_train=80000", "--config.batch_sizes=(8,)",
+                    "--config.epochs=20"]
+  first = subprocess.Popen([sys.executable, "-m", "jbatch", *long_run, f"--workdir={workdir}"],
+                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    lock = workdir / ".jbatch.lock"
+    deadline = time.time() + 120
+    while not lock.exists() and time.time() < deadline:
+      assert first.poll() is None, "the first run ended early"
+      time.sleep(0.05)
+    assert json.loads(lock.read_text())["pid"] == first.pid
+    second = run_cli(*ACC, "--config.synthetic.num_train=600", f"--workdir={workdir}")
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"in use by jbatch pid {first.pid}" in lines[0], lines
+    assert first.poll() is None  # the first run goes on undisturbed
+  finally:
+    first.kill()
+    first.wait(timeout=60)
+  assert lock.exists()  # SIGKILL left it behind; its process is gone, so it is taken over
+  third = run_cli(*ACC, "--config.synthetic.num_train=600", "--config.batch_sizes=(100,)",
+                  "--config.epochs=1", f"--workdir={workdir}")
+  assert third.returncode == 0, third.stderr[-2000:]
+  assert not lock.exists()
+
+
+def test_a_full_disk_stops_the_run_and_the_next_run_resumes(tmp_path):
+  workdir = tmp_path / "run"
+  args = ACC + ["--config.synthetic.num_train=600", "--config.epochs=1", f"--workdir={workdir}"]
+  assert run_cli(*args, "--config.batch_sizes=(100,)").returncode == 0
+  results = workdir / "results.jsonl"
+  before = results.read_bytes()
+  limit = len(before) + 200  # no file may grow past this: the next record cannot be written
+
+  def small_disk():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+  full = subprocess.run([sys.executable, "-m", "jbatch", *args, "--config.batch_sizes=(100,200)"],
+                        cwd=REPO, capture_output=True, text=True, timeout=600,
+                        preexec_fn=small_disk)
+  assert full.returncode != 0
+  errors = [l for l in full.stderr.splitlines() if l.startswith("jbatch: error:")]
+  # One line of jbatch's own (Orbax's writer threads may log theirs before it).
+  assert len(errors) == 1 and "no space left" in errors[0], full.stderr[-3000:]
+  assert results.read_bytes() == before  # the earlier record intact, no torn line
+  again = run_cli(*args, "--config.batch_sizes=(100,200)")
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert "1 of 2 points already done" in again.stderr
+  assert [r["batch_size"] for r in _records(workdir)] == [100, 200]
+  assert results.read_bytes().startswith(before)
