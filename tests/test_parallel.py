@@ -40,3 +40,25 @@ def test_eight_devices_match_one_device():
   for a, b in zip(out["1"], out["8"]):
     # Summation order differs across devices; 20 steps of SGD keep it within 1e-5.
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_more_cpu_devices_than_cores_finish_every_loop_mode(tmp_path):
+  # The command, smaller: 8 simulated devices on a 2-core machine. The host loop
+  # once deadlocked XLA's in-process all-reduce ("only 7 of them arrived") and killed the
+  # process; every step now completes before the next is sent.
+  from conftest import REPO, run_cli
+  proc = run_cli(f"--config={REPO}/experiments/seed004_cpu_vs_gpu.py", f"--workdir={tmp_path}",
+                 "--config.synthetic.num_train=24000", "--config.batch_sizes=(104,1000)",
+                 "--config.epochs=1", "--config.warmup_epochs=1",
+                 "--config.pow2_probe=()", "--config.max_batch=False",
+                 "--config.variants=('jax_fused','jax_host')",
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+  assert sorted((r["variant"], r["batch_size"]) for r in records) == [
+      ("jax_fused", 104), ("jax_fused", 1000), ("jax_host", 104), ("jax_host", 1000)]
+  assert all(r["status"] == "ok" and r["n_devices"] == 8 for r in records)
+  # both loops trained the same steps on the same data (a short last batch of 80 at 104)
+  loss = {(r["variant"], r["batch_size"]): r["train_loss"] for r in records}
+  for b in (104, 1000):
+    assert abs(loss[("jax_fused", b)] - loss[("jax_host", b)]) < 1e-4

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jax.sharding import NamedSharding, PartitionSpec as P
+
 from jbatch.bench import timing
 from jbatch.data import shuffle
 from jbatch.train.step import add_metrics, zero_metrics
@@ -122,6 +124,12 @@ class HostLoop:
   def __init__(self, train_step, plan, batch_sharding=None):
     self.full, self.tail = plan.full_steps, plan.tail
     batch_size, num_train = plan.batch_size, plan.num_train
+    # Steps with an all-reduce queued ahead on CPU devices deadlock XLA's in-process
+    # rendezvous (some devices' threads start the next step while the others still wait
+    # in this one's): on several devices each step completes before the next is sent.
+    self.mesh = batch_sharding.mesh if batch_sharding is not None else None
+    n_devices = self.mesh.devices.size if self.mesh is not None else 1
+    self.sync = n_devices > 1 and self.mesh.devices.flat[0].platform == "cpu"
     self.permute = jax.jit(functools.partial(shuffle.permutation, n=num_train))
 
     # Metrics are summed inside the compiled step: an eager add per step would
@@ -142,7 +150,10 @@ class HostLoop:
   def compile(self, state, x, y):
     """Compiles the step (and the short last step) ahead of time; returns seconds."""
     t0 = time.perf_counter()
-    perm = self.permute(jax.random.key(0))
+    key = jax.random.key(0)
+    if self.mesh is not None:  # placed as the epochs' keys are, or the compiled step would
+      key = jax.device_put(key, NamedSharding(self.mesh, P()))  # expect another layout
+    perm = self.permute(key)
     self.step = self.step.lower(state, zero_metrics(), x, y, perm, 0).compile()
     if self.tail:
       self.tail_step = self.tail_step.lower(state, zero_metrics(), x, y, perm).compile()
@@ -153,6 +164,8 @@ class HostLoop:
     metrics = zero_metrics()
     for i in range(self.full):
       state, metrics = self.step(state, metrics, x, y, perm, i)
+      if self.sync:
+        jax.block_until_ready(metrics)
     if self.tail:
       state, metrics = self.tail_step(state, metrics, x, y, perm)
     return state, metrics
