@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import run_python
 
 CODE = r"""
@@ -58,7 +60,8 @@ def test_more_cpu_devices_than_cores_finish_every_loop_mode(tmp_path):
   assert sorted((r["variant"], r["batch_size"]) for r in records) == [
       ("jax_fused", 104), ("jax_fused", 1000), ("jax_host", 104), ("jax_host", 1000)]
   assert all(r["status"] == "ok" and r["n_devices"] == 8 for r in records)
-  # both loops trained the same steps on the same data (a short last batch of 80 at 104)
+  # both loops trained the same steps on the same data (a short last batch of 80 at 104);
+  # 8-way sums in two different programs drift apart by float rounding over 460 steps
   loss = {(r["variant"], r["batch_size"]): r["train_loss"] for r in records}
   for b in (104, 1000):
-    assert abs(loss[("jax_fused", b)] - loss[("jax_host", b)]) < 1e-4
+    assert loss[("jax_fused", b)] == pytest.approx(loss[("jax_host", b)], rel=5e-3)
