@@ -106,6 +106,33 @@ def test_probes_due_by_examples_seen():
   assert int(probe.plan.examples_at(np.int32(12))) == 1130
 
 
+def test_accumulated_batchnorm_averages_each_micro_batchs_own_statistics():
+  # With BatchNorm, k micro-batches are not one batch: each is normalized by its own
+  # statistics and updates the running averages once. One step of 2 x 4 from the initial
+  # running mean 0 and variance 1, by hand: m = 0.9 (0.9 * 0 + 0.1 mu1) + 0.1 mu2.
+  c = config_lib.base()
+  c.mlp.depth, c.mlp.width = 1, 6
+  ds = synthetic.make(8, 4, (5,), 3, seed=2)
+  x = ds.train_x.astype(np.float64)
+  stats = {}
+  for micro in (2, 1):
+    eng = _engine(c, ds, micro)
+    w, b = (np.asarray(eng.state.params["hidden"][0][k][...], np.float64) for k in ("kernel", "bias"))
+    state, _ = jax.jit(eng.train_step)(eng.state, jax.numpy.asarray(ds.train_x),
+                                       jax.numpy.asarray(ds.train_y))
+    stats[micro] = (np.asarray(state.model_state["norm"]["mean"][...]),
+                    np.asarray(state.model_state["norm"]["var"][...]))
+  a = np.maximum(x @ w + b, 0)  # what BatchNorm sees (the same weights before the step)
+  mean, var = np.zeros(6), np.ones(6)
+  for part in (a[:4], a[4:]):
+    mean, var = 0.9 * mean + 0.1 * part.mean(0), 0.9 * var + 0.1 * part.var(0)
+  np.testing.assert_allclose(stats[2][0], mean, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(stats[2][1], var, rtol=1e-5, atol=1e-6)
+  # and one batch of 8 updates them once, with the statistics of all 8
+  np.testing.assert_allclose(stats[1][0], 0.1 * a.mean(0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(stats[1][1], 0.9 + 0.1 * a.var(0), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_accumulated_micro_batches_equal_one_batch_without_batchnorm(batchnorm):
   c = config_lib.base()

@@ -25,7 +25,23 @@ def _model(name, shape, **settings):
   graphdef, params, state = nnx.split(registry.build(c, shape, 10, 0, "cpu"), nnx.Param, ...)
   x = jax.random.normal(jax.random.key(1), (8,) + shape)
   y = jnp.arange(8) % 10
-  return graphdef, params, state, x, y
+  return graphdef, params, _random_batch_stats(state), x, y
+
+
+def _random_batch_stats(state):
+  """Running means and variances away from their initial 0 and 1, so that a path that
+  ignored them (evaluation-mode BatchNorm normalizes by them) could not pass."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
+  out = []
+  for i, (path, leaf) in enumerate(leaves):
+    names = [getattr(k, "key", None) for k in path]
+    key = jax.random.key(100 + i)
+    if "mean" in names:
+      leaf = jax.random.normal(key, leaf.shape)
+    elif "var" in names:
+      leaf = jax.random.uniform(key, leaf.shape, minval=0.3, maxval=3.0)
+    out.append(leaf)
+  return jax.tree_util.tree_unflatten(treedef, out)
 
 
 CASES = [("mlp", (20,), {}), ("cnn", (12, 12, 1), {"channels": (4, 8), "hidden": 16}),

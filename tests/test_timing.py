@@ -1,3 +1,5 @@
+import time
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -8,11 +10,20 @@ from jbatch.models import conv
 
 def test_cost_analysis_counts_a_matmul_by_hand():
   m, k, n = 64, 128, 32
+  t0 = time.perf_counter()
   exe, seconds = timing.compile_timed(jax.jit(lambda a, b: a @ b), jnp.ones((m, k)), jnp.ones((k, n)))
-  assert seconds > 0
+  assert 0 < seconds <= time.perf_counter() - t0  # the compile, inside the call's own time
   assert timing.cost(exe)["flops"] == 2 * m * k * n
   mem = timing.memory(exe)
   assert mem["xla_argument_bytes"] == 4 * (m * k + k * n)
+
+
+def test_timed_and_median_against_a_known_sleep():
+  _, seconds = timing.timed(lambda: time.sleep(0.05))
+  assert 0.05 <= seconds < 0.5
+  calls = []
+  assert 0.02 <= timing.median_seconds(lambda: calls.append(time.sleep(0.02)), 3, warmup=2) < 0.3
+  assert len(calls) == 5  # two warm-up calls, three timed
 
 
 def test_spread():
