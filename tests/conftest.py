@@ -33,3 +33,32 @@ def run_python(code, env=None):
   full_env = dict(os.environ, **(env or {}))
   return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                         env=full_env, cwd=REPO, timeout=600)
+
+
+class _CliServer:
+  """One tests/cli_server.py process per test worker: `jbatch` commands in forked children
+  that skip the two seconds of importing JAX and its friends each."""
+
+  def __init__(self):
+    self.proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "cli_server.py")],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 cwd=REPO)
+
+  def run(self, *args):
+    import json
+    self.proc.stdin.write(json.dumps([str(a) for a in args]) + "\n")
+    self.proc.stdin.flush()
+    out = json.loads(self.proc.stdout.readline())
+    return subprocess.CompletedProcess(args, out["returncode"], "", out["stderr"])
+
+  def close(self):
+    self.proc.stdin.close()
+    self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def fast_cli():
+  """run_cli for many short commands (bad input): same behaviour, forked from one server."""
+  server = _CliServer()
+  yield server.run
+  server.close()

@@ -132,7 +132,7 @@ def _tree(path):
 
 @pytest.mark.parametrize("study, args, message", TABLE,
                          ids=[f"{s}-{m[:30]}" for s, a, m in TABLE])
-def test_bad_input(tmp_path, study, args, message):
+def test_bad_input(tmp_path, fast_cli, study, args, message):
   workdir = tmp_path / "run"
   _existing_run_folder(workdir)
   before = _tree(workdir)
@@ -150,7 +150,7 @@ def test_bad_input(tmp_path, study, args, message):
       workdir = tmp_path / "a_file" / "run"
     else:
       extra.append(a)
-  proc = run_cli(*base, *extra, f"--workdir={workdir}")
+  proc = fast_cli(*base, *extra, f"--workdir={workdir}")
   assert proc.returncode == 2, proc.stderr[-3000:]
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("jbatch: error: "), proc.stderr[-3000:]

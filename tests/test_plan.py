@@ -46,15 +46,18 @@ def test_plan_with_several_devices():
 
 
 def test_evaluation_points_and_segments():
+  # 4 steps an epoch: every 3 steps from the epoch's start, and every epoch end (4, 8)
   p = plan_lib.make(1000, 300, "partial", epochs=2, eval_every=3)
-  assert p.eval_steps() == [3, 4, 6, 8]  # every 3 steps and every epoch end (4, 8)
+  assert p.eval_steps() == [3, 4, 7, 8]
   assert p.segments() == [Segment(0, 0, 3, False), Segment(0, 3, 1, True),
-                          Segment(1, 0, 2, False), Segment(1, 2, 2, True)]
-  # examples after each step: 300 600 900 1000 1300 1600 1900 2000; multiples of 500 are
-  # crossed at steps 2, 4, 6 and 8
+                          Segment(1, 0, 3, False), Segment(1, 3, 1, True)]
+  # about 500 examples: round(500 / 300) = 2 steps
   q = plan_lib.make(1000, 300, "partial", epochs=2, eval_every_examples=500)
-  assert q.eval_steps() == [2, 4, 6, 8]
+  assert q.steps_between_evals == 2 and q.eval_steps() == [2, 4, 6, 8]
   assert plan_lib.make(1000, 300, "partial", epochs=2).eval_steps() == [4, 8]
+  # a last epoch cut short (2.5 epochs = 10 steps) ends with an evaluation
+  assert plan_lib.make(1000, 300, "partial", epochs=2.5, eval_every=3).eval_steps() == [
+      3, 4, 7, 8, 10]
 
 
 def _engine(ds, seed=0):
@@ -83,7 +86,7 @@ def test_segments_between_evaluations_train_exactly_as_whole_epochs():
   whole, r_whole = _fit(plan_lib.make(1030, 100, "partial", epochs=2))
   cut, r_cut = _fit(plan_lib.make(1030, 100, "partial", epochs=2, eval_every=4))
   np.testing.assert_array_equal(_flat(whole.state), _flat(cut.state))
-  assert [r["steps"] for r in r_cut["history"]] == [4, 8, 11, 12, 16, 20, 22]  # global multiples
+  assert [r["steps"] for r in r_cut["history"]] == [4, 8, 11, 15, 19, 22]
   assert [r["epoch"] for r in r_cut["history"]][2] == 1
   assert r_whole["history"][-1]["test_acc"] == r_cut["history"][-1]["test_acc"]
   assert r_cut["history"][-1]["examples"] == 2060

@@ -40,8 +40,8 @@ class Plan:
   batch_size: int
   last_batch: str
   total_steps: int
-  eval_every: int = 0           # steps between evaluations; 0: none between epoch ends
-  eval_every_examples: int = 0  # or whenever the examples seen cross a multiple of this
+  eval_every: int = 0           # steps between evaluations in an epoch; 0: epoch ends only
+  eval_every_examples: int = 0  # or about this many examples (a whole number of steps)
 
   @property
   def full_steps(self):
@@ -86,17 +86,24 @@ class Plan:
     whole, rest = divmod(steps, self.steps_per_epoch)
     return whole if not rest else round(whole + rest / self.steps_per_epoch, 4)
 
+  @property
+  def steps_between_evals(self):
+    """eval_every, or eval_every_examples as the nearest whole number of steps (0: none)."""
+    if self.eval_every:
+      return self.eval_every
+    if self.eval_every_examples:
+      return max(1, round(self.eval_every_examples / self.batch_size))
+    return 0
+
   def eval_steps(self):
     """The steps after which an evaluation runs: every epoch end (and the end of
-    training), plus every eval_every steps or eval_every_examples examples."""
-    points = set(range(self.steps_per_epoch, self.total_steps, self.steps_per_epoch))
-    points.add(self.total_steps)
-    if self.eval_every:
-      points.update(range(self.eval_every, self.total_steps, self.eval_every))
-    if self.eval_every_examples:
-      seen = self.examples_at(np.arange(self.total_steps + 1)) // self.eval_every_examples
-      points.update(int(s) for s in np.flatnonzero(np.diff(seen)) + 1)
-    return sorted(points)
+    training), and every steps_between_evals steps counted from each epoch's start, so
+    that every epoch is cut the same way and its segments share their compiles."""
+    every, spe = self.steps_between_evals, self.steps_per_epoch
+    in_epoch = set(range(every, spe, every)) if every else set()
+    in_epoch.add(spe)
+    points = {e * spe + s for e in range(self.epochs) for s in in_epoch}
+    return sorted({p for p in points if p < self.total_steps} | {self.total_steps})
 
   def segments(self):
     """The run cut at every evaluation point; epoch ends are evaluation points, so no
