@@ -1,5 +1,5 @@
-"""The config every study reads: defaults and validation (train/plan.py turns its length
-into steps).
+"""The config every study reads: defaults, the batch sizes it names, the config hash
+(train/plan.py turns its length into steps and checks it).
 
 A study's config file (experiments/*.py) starts from `base()` and changes what
 it needs. Validation runs before a folder is made or a dataset loaded, and
@@ -13,7 +13,6 @@ import os
 import ml_collections
 
 from jbatch.errors import UserError
-from jbatch.train import plan as plan_lib
 
 
 def base():
@@ -58,27 +57,6 @@ def base():
 
 def data_dir(config):
   return config.data_dir or os.environ.get("JBATCH_DATA_DIR", "")
-
-
-def validate_common(config, sizes, num_train):
-  """Checks shared by all studies: sizes are the resolved batch sizes, num_train the
-  dataset's training size."""
-  if config.last_batch not in plan_lib.LAST_BATCH_MODES:
-    raise UserError(f"last_batch={config.last_batch!r}; choose one of "
-                    f"{', '.join(plan_lib.LAST_BATCH_MODES)}")
-  plan_lib.check_length(config, num_train)
-  if not sizes:
-    raise UserError("batch_sizes is empty; give at least one, e.g. --config.batch_sizes=100,1000")
-  for b in sizes:
-    if not isinstance(b, int) or b <= 0:
-      raise UserError(f"batch size {b!r} is not a positive integer; fix --config.batch_sizes")
-    if b > num_train:
-      raise UserError(f"batch size {b} is larger than the {num_train} training examples; "
-                      "lower it or use a larger dataset")
-    plan = plan_lib.from_config(config, b, num_train)
-    if config.get("eval_every", 0) > plan.total_steps:
-      raise UserError(f"eval_every={config.eval_every} steps is longer than the "
-                      f"{plan.total_steps} steps of training at batch {b}; lower it")
 
 
 def batch_sizes(config, num_train):

@@ -19,7 +19,7 @@ from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
 from jbatch.results import sweep
 from jbatch.studies import accuracy_report
-from jbatch.train import checkpoint, parallel, point as point_lib, schedules
+from jbatch.train import checkpoint, parallel, plan as plan_lib, point as point_lib, schedules
 
 NAME = "accuracy"
 INITS = ("random", "pretrained")
@@ -72,7 +72,7 @@ def validate(config):
                   config_lib.names(config.rules))
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
-    config_lib.validate_common(config, sizes, num_train)
+    plan_lib.check_batch_sizes(config, sizes, num_train)
     n = point_lib.mesh(config).devices.size
     for b in sizes:
       config_lib.check_devices(b, n, num_train, config.last_batch)

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from jbatch import config as config_lib
-from jbatch.bench import max_batch, timing
+from jbatch.bench import timing
 from jbatch.data import registry as data_registry
 from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
@@ -102,7 +102,7 @@ def validate(config):
   point_lib.check(config, num_train, (), ())
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
-    config_lib.validate_common(config, sizes, num_train)
+    plan_lib.check_batch_sizes(config, sizes, num_train)
     n = 1 if config.trials_vmapped else point_lib.mesh(config).devices.size
     for b in sizes:
       config_lib.check_devices(b, n, num_train, config.last_batch)
@@ -278,11 +278,7 @@ def _speed(config, dataset, batch_size):
 
 
 def _max_batch_point(config, dataset, point):
-  cfg = config.copy_and_resolve_references()
-  cfg.num_devices = 1
-  p = point_lib.setup(cfg, dataset, batch_size=1, seed=config.seed,
-                      device_kind=point["device_kind"])
-  return max_batch.search(p.engine, dataset.input_shape, config.memory_budget)
+  return point_lib.largest_batch(config, dataset, point["device_kind"], config.memory_budget)
 
 
 def report(records, workdir):

@@ -22,7 +22,7 @@ from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
 from jbatch.results import sweep
 from jbatch.studies import determinism_report
-from jbatch.train import optim, parallel
+from jbatch.train import optim, parallel, plan as plan_lib
 
 NAME = "determinism"
 MODES = {"default": "", "deterministic": "--xla_gpu_deterministic_ops=true"}
@@ -61,7 +61,7 @@ def validate(config):
                     f"{', '.join(parallel.available_kinds())}")
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
-    config_lib.validate_common(config, sizes, num_train)
+    plan_lib.check_batch_sizes(config, sizes, num_train)
 
 
 def grid(config, num_train):

@@ -28,7 +28,7 @@ from jbatch.models import registry as model_registry
 from jbatch.probes import noise_scale, per_example, schedule as probe_lib, sharpness
 from jbatch.results import sweep
 from jbatch.studies import dynamics_report
-from jbatch.train import parallel, point as point_lib, schedules
+from jbatch.train import parallel, plan as plan_lib, point as point_lib, schedules
 
 NAME = "dynamics"
 PUBLISHED = [
@@ -87,7 +87,7 @@ def validate(config):
   point_lib.check(config, num_train, optimizers, config_lib.names(config.rules))
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
-    config_lib.validate_common(config, sizes, num_train)
+    plan_lib.check_batch_sizes(config, sizes, num_train)
     n = point_lib.mesh(config).devices.size
     for b in sizes:
       config_lib.check_devices(b, n, num_train, config.last_batch)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from jbatch import config as config_lib
-from jbatch.bench import max_batch, timing
+from jbatch.bench import timing
 from jbatch.data import registry as data_registry
 from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
@@ -53,7 +53,7 @@ def validate(config):
     raise UserError("memory_budget must be >= 0 bytes (0: the device's own limit)")
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train) + tuple(config.pow2_probe)
-    config_lib.validate_common(config, sizes, num_train)
+    plan_lib.check_batch_sizes(config, sizes, num_train)
     _check_device_split(config, sizes, num_train)
 
 
@@ -169,11 +169,7 @@ def _run_jax(config, dataset, point):
 
 def _run_max_batch(config, dataset, point):
   """The largest batch whose train step XLA plans within the budget (and, on a GPU, runs)."""
-  cfg = config.copy_and_resolve_references()
-  cfg.num_devices = 1
-  p = point_lib.setup(cfg, dataset, batch_size=1, seed=config.seed,
-                      device_kind=point["device_kind"])
-  return max_batch.search(p.engine, dataset.input_shape, config.memory_budget)
+  return point_lib.largest_batch(config, dataset, point["device_kind"], config.memory_budget)
 
 
 def _run_torch(config, dataset, point):

@@ -13,8 +13,6 @@ size.
 import dataclasses
 import math
 
-import numpy as np
-
 from jbatch.errors import UserError
 
 LAST_BATCH_MODES = ("drop", "partial")
@@ -179,3 +177,23 @@ def check_length(config, num_train=None):
                     f"{config.epochs * num_train:g} examples of training; lower it")
   return config.epochs
 
+
+def check_batch_sizes(config, sizes, num_train):
+  """Checks shared by all studies: the last-batch rule, the length, and each resolved batch
+  size (config.batch_sizes with 'full' resolved) against num_train, the training size."""
+  if config.last_batch not in LAST_BATCH_MODES:
+    raise UserError(f"last_batch={config.last_batch!r}; choose one of "
+                    f"{', '.join(LAST_BATCH_MODES)}")
+  check_length(config, num_train)
+  if not sizes:
+    raise UserError("batch_sizes is empty; give at least one, e.g. --config.batch_sizes=100,1000")
+  for b in sizes:
+    if not isinstance(b, int) or b <= 0:
+      raise UserError(f"batch size {b!r} is not a positive integer; fix --config.batch_sizes")
+    if b > num_train:
+      raise UserError(f"batch size {b} is larger than the {num_train} training examples; "
+                      "lower it or use a larger dataset")
+    plan = from_config(config, b, num_train)
+    if config.get("eval_every", 0) > plan.total_steps:
+      raise UserError(f"eval_every={config.eval_every} steps is longer than the "
+                      f"{plan.total_steps} steps of training at batch {b}; lower it")

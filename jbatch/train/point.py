@@ -162,3 +162,12 @@ def model_meta(config):
           "model_config": json.loads(json.dumps(config.get(config.model).to_dict())),
           "dataset": config.dataset}
 
+
+
+def largest_batch(config, dataset, device_kind, memory_budget=0):
+  """The record of bench/max_batch.search for the config's model on one device of a kind."""
+  from jbatch.bench import max_batch
+  cfg = config.copy_and_resolve_references()
+  cfg.num_devices = 1
+  p = setup(cfg, dataset, batch_size=1, seed=config.seed, device_kind=device_kind)
+  return max_batch.search(p.engine, dataset.input_shape, memory_budget)
