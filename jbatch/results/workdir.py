@@ -24,23 +24,24 @@ class Busy(UserError):
   """Another live jbatch holds the folder."""
 
 
-def check_writable(workdir):
-  """Raises UserError unless workdir is, or can be made, a folder this process writes to."""
+def check_writable(workdir, name="--workdir"):
+  """Raises UserError unless workdir is, or can be made, a folder this process writes to;
+  name: what the messages call it."""
   path = os.path.abspath(workdir)
   if os.path.exists(path) and not os.path.isdir(path):
-    raise UserError(f"--workdir={workdir} is a file, not a folder; give a folder")
+    raise UserError(f"{name}={workdir} is a file, not a folder; give a folder")
   parent = path
   while not os.path.exists(parent):
     parent = os.path.dirname(parent)
   if not os.path.isdir(parent):
-    raise UserError(f"--workdir={workdir} lies under {parent}, which is a file; give another "
+    raise UserError(f"{name}={workdir} lies under {parent}, which is a file; give another "
                     "folder")
   try:  # a real write: permission bits say nothing for root or a read-only file system
     fd, probe = tempfile.mkstemp(dir=parent, prefix=".jbatch-write-test-")
     os.close(fd)
     os.remove(probe)
   except OSError as exc:
-    raise UserError(f"--workdir={workdir}: cannot write in {parent} ({exc.strerror}); give a "
+    raise UserError(f"{name}={workdir}: cannot write in {parent} ({exc.strerror}); give a "
                     "writable folder") from exc
 
 

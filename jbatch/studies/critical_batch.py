@@ -23,7 +23,7 @@ from jbatch.data import registry as data_registry
 from jbatch.errors import UserError
 from jbatch.models import registry as model_registry
 from jbatch.probes import noise_scale, schedule as probe_lib
-from jbatch.results import sweep
+from jbatch.results import scaling, sweep
 from jbatch.studies import critical_batch_report
 from jbatch.train import fit as fit_lib, loop, optim, parallel, plan as plan_lib
 from jbatch.train import point as point_lib, schedules, trials as trials_lib
@@ -176,7 +176,6 @@ def _batch_point(config, dataset, point):
   target = fit_lib.check_target(config.target, ("train", "test", "validation"))
   trials = trials_of(config, seed)
   t0 = time.perf_counter()
-  probe = None
   if config.trials_vmapped:
     results = trials_lib.run_vmapped(p, trials, target, config.eval_batch_size)
   else:
@@ -194,11 +193,11 @@ def _batch_point(config, dataset, point):
          "momentum": config.optimizer.momentum, "trials_vmapped": bool(config.trials_vmapped),
          "max_examples": config.max_examples, "target": dict(config.target.to_dict()),
          "n_reached": sum(r["reached"] for r in rows),
-         "compile_s": sum(res["compile_s"] for _, res in results[:1]), **p.fields()}
-  best_i = _best_index(rows)
-  out["status"] = "ok" if best_i is not None else "not_reached"
-  if best_i is not None:
-    best, best_result = results[best_i]
+         "compile_s": sum(res["compile_s"] for _, res in results), **p.fields()}
+  best = scaling.best(rows)  # the fewest steps to the target
+  out["status"] = "ok" if best is not None else "not_reached"
+  if best is not None:
+    best_result = results[rows.index(best)][1]
     lrs = sorted({r["lr"] for r in rows})
     out.update(best_lr=best["lr"], best_momentum=best["momentum"],
                best_lr_edge=("low" if best["lr"] == lrs[0] and len(lrs) > 1 else
@@ -208,15 +207,9 @@ def _batch_point(config, dataset, point):
                s_per_step_same_run=best["s_per_step"], best_test_acc=best["test_acc"],
                **_noise_scale(best_result, best["steps"]))
   out["s_per_step"] = _speed(config, dataset, b)
-  if best_i is not None:
+  if best is not None:
     out["time_to_target"] = {k: out["steps_to_target"] * s for k, s in out["s_per_step"].items()}
   return out
-
-
-def _best_index(rows):
-  best = min((r for r in rows if r["reached"]),
-             key=lambda r: (r["steps"], r["examples"], r["lr"]), default=None)
-  return None if best is None else rows.index(best)
 
 
 def _probe_rows(out, steps_before):
@@ -256,8 +249,9 @@ def _speed(config, dataset, batch_size):
     return {}
   out = {}
   for kind in parallel.present_kinds(config_lib.names(config.speed.device_kinds)):
+    epoch = plan_lib.make(dataset.num_train, batch_size, "drop", epochs=1)
     plan = plan_lib.make(dataset.num_train, batch_size, "drop",
-                         steps=min(config.speed.steps, dataset.num_train // batch_size))
+                         steps=min(config.speed.steps, epoch.total_steps))  # within an epoch
     cfg = config.copy_and_resolve_references()
     cfg.num_devices = 1
     p = point_lib.setup(cfg, dataset, batch_size=batch_size, seed=config.seed,

@@ -114,11 +114,12 @@ def _optimizer_section(workdir, opt, points, largest):
                  b_simple[b], b_at[b]]
                 + [times.get((b, k)) for k in kinds]
                 + [scaling.region(fitted, b) if fitted else None,
+                   sum(r.get("compile_s") or 0 for r in rs),
                    "not_reached" if not steps[b] else "ok"])
   out += ["", report_lib.table(
       ["batch", "steps to target", "examples", "best LR", "edge", "trials reached",
        "B_simple mean", "B_simple at target"] + [f"s to target ({k})" for k in kinds]
-      + ["region", "status"], rows)]
+      + ["region", "compile s", "status"], rows)]
   if reached:
     b0 = reached[0]
     lr0 = _geomean([r.get("best_lr") for r in by_b[b0]])

@@ -48,11 +48,12 @@ def report(records, workdir, published):
         "of the probe batch.")
     out += ["", report_lib.table(
         ["batch / rule / optimizer / seed", "test acc", "train acc", "s/epoch", "samples/s",
+         "compile s",
          "distance from init", "B_simple (per-example)", "B_simple (groups)",
          "sharpness (iterations, converged)",
          "probe ms", "probes", "probe share of training", "status"],
         [[_label(r), r.get("final_test_acc"), r.get("final_train_acc"), r.get("epoch_s"),
-          r.get("samples_per_sec"), r.get("final_distance"), _noise(r.get("b_simple")),
+          r.get("samples_per_sec"), r.get("compile_s"), r.get("final_distance"), _noise(r.get("b_simple")),
           _noise(r.get("b_simple_groups")), _sharpness(r), r.get("probe_ms"), r.get("probe_count"),
           f"{r['probe_fraction']:.1%}" if r.get("probe_fraction") is not None else None,
           r["status"]] for r in train])]
