@@ -79,7 +79,10 @@ def test_quickstart_end_to_end_then_resume(tmp_path, mnist_dir):
   assert "Total seconds for 1 epochs" in report and "torch_eager / jax_fused" in report
   assert "Largest batch whose train step fits" in report
   assert {r["study"] for r in every} == {"throughput", "accuracy", "dynamics", "loader",
-                                         "determinism"}
+                                         "determinism", "critical_batch"}
+  assert "Steps to target vs batch size" not in report or os.path.exists(
+      os.path.join(workdir, "critical_batch_steps_sgd.png"))
+  assert "B_crit" in report  # two batch sizes reached the target: the fit is there
   assert all(r["status"] == "ok" for r in every if r["study"] in ("loader", "determinism"))
   assert "The seeds/000 table" in report and "Gradient accumulation" in report
   assert os.path.exists(os.path.join(workdir, "dynamics_norm_hist.png"))

@@ -71,3 +71,32 @@ def test_a_full_disk_stops_the_run_and_the_next_run_resumes(tmp_path):
   assert "1 of 2 points already done" in again.stderr
   assert [r["batch_size"] for r in _records(workdir)] == [100, 200]
   assert results.read_bytes().startswith(before)
+
+
+def test_the_compile_cache_serves_a_second_run_and_a_bad_one_is_only_a_warning(tmp_path):
+  args = ACC + ["--config.synthetic.num_train=600", "--config.batch_sizes=(100,)",
+                "--config.epochs=1"]
+  cache = tmp_path / "cache"
+  first = run_cli(*args, f"--compile_cache={cache}", f"--workdir={tmp_path / 'a'}")
+  assert first.returncode == 0, first.stderr[-2000:]
+  assert any(cache.iterdir())  # the compiled programs were written
+  second = run_cli(*args, f"--compile_cache={cache}", f"--workdir={tmp_path / 'b'}")
+  assert second.returncode == 0
+  compile_a, compile_b = (_records(tmp_path / w)[0]["compile_s"] for w in "ab")
+  assert compile_b < compile_a / 2, (compile_a, compile_b)  # loaded, not compiled again
+  # the same results either way
+  assert _records(tmp_path / "a")[0]["final_test_acc"] == _records(tmp_path / "b")[0][
+      "final_test_acc"]
+  # a cache folder that is a file: a warning, and the run goes on without it
+  (tmp_path / "not_a_folder").write_text("x")
+  bad = run_cli(*args, f"--compile_cache={tmp_path / 'not_a_folder'}",
+                f"--workdir={tmp_path / 'c'}")
+  assert bad.returncode == 0 and "warning: compile cache" in bad.stderr
+  # corrupt entries are read as misses
+  for entry in cache.rglob("*"):
+    if entry.is_file():
+      entry.write_bytes(b"garbage")
+  corrupt = run_cli(*args, f"--compile_cache={cache}", f"--workdir={tmp_path / 'd'}")
+  assert corrupt.returncode == 0, corrupt.stderr[-2000:]
+  assert _records(tmp_path / "d")[0]["final_test_acc"] == _records(tmp_path / "a")[0][
+      "final_test_acc"]
