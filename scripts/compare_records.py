@@ -20,7 +20,9 @@ IGNORED = {"seconds", "started", "host_load_1m", "run_id", "config", "git_rev", 
            "epoch_s_iqr", "total_s", "step_ms_median", "flops_per_sec", "fraction_of_peak",
            "process_peak_bytes", "versions", "seconds_to_target", "search_seconds",
            "s_per_step", "s_per_step_same_run", "time_to_target",
-           "seconds_to_target_same_run", "seconds", "torch_threads"}
+           "seconds_to_target_same_run", "torch_threads", "images_per_sec", "folder",
+           "first_batch_s", "batch_ms_median", "wait_ms_median", "wait_fraction",
+           "step_compile_s", "step_ms"}
 
 
 def load(workdir):
