@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jbatch.errors import UserError
+from jbatch.studies import plan
 from jbatch.results import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "An experiments/*.py config file.",
@@ -60,25 +61,6 @@ def _load_config():
     if not os.path.isfile(given[-1]):
       fail(f"config file {given[-1]} does not exist; check the path (configs are in experiments/)")
     fail(f"config file {given[-1]} does not load: {type(e).__name__}: {str(e).splitlines()[-1]}")
-
-
-def plan(config):
-  """[(study module, its config)], every one validated; raises UserError."""
-  from jbatch.studies import STUDIES
-  if config.study == "suite":
-    names = list(config.suite)
-    configs = [config.get(n) for n in names]
-  else:
-    names, configs = [config.study], [config]
-  out = []
-  for name, cfg in zip(names, configs):
-    if name not in STUDIES:
-      raise UserError(f"unknown study {name!r}; choose one of {', '.join(sorted(STUDIES))}")
-    if cfg is None:
-      raise UserError(f"the suite lists {name!r} but the config has no {name} section")
-    STUDIES[name].validate(cfg)
-    out.append((STUDIES[name], cfg))
-  return out
 
 
 def main(argv):

@@ -1,6 +1,26 @@
-"""Study names -> modules. Each module has default_config, validate, run and report."""
+"""Study names -> modules (each has default_config, validate, run and report), and the
+validation of a config that names one study or a suite of them."""
 
+from jbatch.errors import UserError
 from jbatch.studies import accuracy, critical_batch, determinism, dynamics, loader, throughput
 
 STUDIES = {m.NAME: m for m in (throughput, accuracy, dynamics, loader, determinism,
                                critical_batch)}
+
+
+def plan(config):
+  """[(study module, its config)], every one validated; raises UserError."""
+  if config.study == "suite":
+    names = list(config.suite)
+    configs = [config.get(n) for n in names]
+  else:
+    names, configs = [config.study], [config]
+  out = []
+  for name, cfg in zip(names, configs):
+    if name not in STUDIES:
+      raise UserError(f"unknown study {name!r}; choose one of {', '.join(sorted(STUDIES))}")
+    if cfg is None:
+      raise UserError(f"the suite lists {name!r} but the config has no {name} section")
+    STUDIES[name].validate(cfg)
+    out.append((STUDIES[name], cfg))
+  return out
