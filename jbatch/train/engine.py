@@ -18,7 +18,6 @@ class Engine:
 
   def __init__(self, model, tx, mesh, micro_batches=1):
     """micro_batches > 1: each step accumulates the gradients of that many slices."""
-    self.micro_batches = micro_batches
     self.mesh, self.tx = mesh, tx
     self.graphdef, state = state_lib.create(model, tx)
     self.state = jax.device_put(state, parallel.replicated(mesh))
@@ -49,7 +48,7 @@ class Engine:
     engine (the LR trials of one batch size) share its compiles: (compiled, seconds
     spent compiling by this call). args: example arguments (state, x, y, key[, start]...)."""
     whole = segment.steps == plan.steps_per_epoch
-    key = (plan, id(probe), trials, "epoch" if whole else (segment.steps, segment.with_tail))
+    key = (plan, probe, trials, "epoch" if whole else (segment.steps, segment.with_tail))
     if key in self._compiled:
       return self._compiled[key], 0.0
     self._compiled[key], seconds = timing.compile_timed(

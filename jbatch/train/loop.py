@@ -14,7 +14,6 @@ import time
 import jax
 import jax.numpy as jnp
 from jax import lax
-
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jbatch.bench import timing
@@ -70,8 +69,8 @@ def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=
     if tail and not probe.probes_tail:
       # A probe of the current batch never sees the short last one (too few examples to
       # split into its groups or chunks, or one alone): zeros shaped as a full batch's.
-      full = [jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype) for a in (xb, yb)]
-      shapes = jax.eval_shape(lambda xf, yf: probe(state, new_state, xf, yf, probe_args), *full)
+      batch = [jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype) for a in (xb, yb)]
+      shapes = jax.eval_shape(lambda xf, yf: probe(state, new_state, xf, yf, probe_args), *batch)
       return new_state, (metrics, {"due": jnp.bool_(False),
                                    "values": jax.tree.map(jnp.zeros_like, shapes)})
     due = probe.due(state.step)
