@@ -7,16 +7,19 @@ status 2. Then each study runs its grid, appending records to
 DIR/results.jsonl, and DIR/report.md is written from them.
 """
 
+import contextlib
 import json
 import os
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jbatch import distributed, workers as workers_lib
 from jbatch.errors import UserError
+from jbatch.results import claims, workdir as workdir_lib
 from jbatch.studies import plan
-from jbatch.results import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "An experiments/*.py config file.",
                                           lock_config=True)
@@ -27,11 +30,24 @@ _COMPILE_CACHE = flags.DEFINE_string(
                                   os.path.expanduser("~/.cache"), "jbatch", "xla"),
     "JAX's persistent compilation cache: a resumed or repeated sweep loads what it compiled "
     "before instead of compiling it again. Empty: off.")
+_WORKERS = flags.DEFINE_integer(
+    "workers", None, "Start this many local workers that share the sweep, each pinned to its "
+    "own cores (at most the core count).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0 of a multi-process run (JAX's "
+    "multi-process runtime); with --num_processes and --process_id.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 ... N-1.")
+_INIT_TIMEOUT = flags.DEFINE_integer(
+    "init_timeout", 30, "Seconds to wait for every process to join before giving up.")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout", 20, "Seconds without a heartbeat after which the coordinator counts "
+    "a process as lost; the others then stop within about this time.")
 
 
 def fail(message):
   print(f"jbatch: error: {message}", file=sys.stderr)
-  sys.exit(2)
+  distributed.exit(2)
 
 
 def _parse_flags(argv):
@@ -77,28 +93,66 @@ def main(argv):
     print(report.write(workdir, STUDIES))
     return
   try:
+    multi = distributed.check_flags(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                    _PROCESS_ID.value, _WORKERS.value)
+    workers = None if _WORKERS.value is None else workers_lib.check(_WORKERS.value)
+    if multi or (workers is None and distributed.launcher_detected()):
+      distributed.join(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                       _INIT_TIMEOUT.value, _HEARTBEAT_TIMEOUT.value)
+    config_json = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    distributed.check_same(config_json)
     studies = plan(config)
     workdir_lib.check_writable(workdir)
   except UserError as e:
     fail(str(e))
+  if workers is not None:
+    sys.exit(workers_lib.launch(workers, workers_lib.without_workers_flag(sys.argv[1:])))
   _use_compile_cache(_COMPILE_CACHE.value)
-  snapshot = workdir_lib.Snapshot(workdir)
-  os.makedirs(workdir, exist_ok=True)
   try:
-    with workdir_lib.locked(workdir):
-      tmp = os.path.join(workdir, "config.json.tmp")
-      with open(tmp, "w") as f:
-        json.dump(config.to_dict(), f, indent=2, default=str)
-      os.replace(tmp, os.path.join(workdir, "config.json"))
+    _run(config, config_json, studies, workdir)
+  except claims.Busy as e:  # the folder is another sweep's: touch nothing
+    fail(str(e))
+  except Exception as e:
+    if distributed.process_count() == 1 or isinstance(e, UserError):
+      raise
+    line = distributed.lost(e)
+    if line is None:
+      traceback.print_exc()
+    else:
+      print(f"jbatch: error: {line}", file=sys.stderr, flush=True)
+    distributed.exit(3)
+  distributed.finished()
+  if distributed.is_primary():
+    print(f"report: {os.path.join(workdir, 'report.md')}")
+
+
+def _run(config, config_json, studies, workdir):
+  """Runs the studies as one worker of the folder's sweep; only process 0 of a
+  multi-process run touches the folder."""
+  from jbatch.results import report, sweep
+  from jbatch.studies import STUDIES
+  primary = distributed.is_primary()
+  snapshot = workdir_lib.Snapshot(workdir) if primary else None
+  if primary:
+    os.makedirs(workdir, exist_ok=True)
+  try:
+    with (claims.Worker(workdir, config_json) if primary else
+          contextlib.nullcontext()) as worker, sweep.shared(worker):
+      if primary:
+        tmp = os.path.join(workdir, f"config.json.tmp{os.getpid()}")
+        with open(tmp, "w") as f:
+          json.dump(config.to_dict(), f, indent=2, default=str)
+        os.replace(tmp, os.path.join(workdir, "config.json"))
       for module, cfg in studies:
         module.run(cfg, workdir)
-        report.write(workdir, STUDIES)
-  except workdir_lib.Busy as e:  # the folder is the other run's: touch nothing
-    fail(str(e))
+        if primary:
+          report.write(workdir, STUDIES)
+  except claims.Busy:
+    raise
   except UserError as e:  # found once data was loaded, or a full disk
-    snapshot.restore()
+    if primary and not claims.any_worker(workdir):  # others' sweep goes on: leave it be
+      snapshot.restore()
     fail(str(e))
-  print(f"report: {os.path.join(workdir, 'report.md')}")
 
 
 def _use_compile_cache(path):

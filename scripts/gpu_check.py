@@ -73,7 +73,8 @@ def header(kind):
 
 
 def main(_):
-  from jbatch.results import report, workdir as workdir_lib
+  import json
+  from jbatch.results import claims, report, sweep
   from jbatch.studies import STUDIES, plan
   from jbatch.train import parallel
   if not parallel.devices_of_kind(_KIND.value):
@@ -83,7 +84,8 @@ def main(_):
   workdir = _WORKDIR.value
   studies = plan(config)  # validated before any work, as the jbatch command does
   os.makedirs(workdir, exist_ok=True)
-  with workdir_lib.locked(workdir):
+  config_json = json.dumps(config.to_dict(), sort_keys=True, default=str)
+  with claims.Worker(workdir, config_json) as worker, sweep.shared(worker):
     for module, cfg in studies:
       module.run(cfg, workdir)
     report.write(workdir, STUDIES)

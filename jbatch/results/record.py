@@ -43,12 +43,13 @@ def now():
 
 
 def base(study, run_id, config, *, framework, device_kind, device_name, n_devices, batch_size,
-         seed, started, seconds, status="ok"):
+         seed, started, seconds, status="ok", n_processes=1):
   """seed: the grid point's own seed (config.seeds), or config.seed for studies without
   a seed axis."""
   return {"study": study, "run_id": run_id, "status": status, "framework": framework,
           "device_kind": device_kind, "device_name": device_name, "n_devices": n_devices,
-          "model": config.model, "dataset": config.dataset, "batch_size": batch_size,
+          "n_processes": n_processes, "model": config.model, "dataset": config.dataset,
+          "batch_size": batch_size,
           "seed": seed, "last_batch": config.last_batch, "config": config.to_dict(),
           "versions": versions(), "git_rev": git_rev(), "host_cpus": os.cpu_count(),
           # Other work on the machine skews timings: the 1-minute load when the point ended.

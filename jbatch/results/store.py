@@ -1,6 +1,7 @@
 """The JSONL results store of a run folder: append-only, one record a line.
 
-Each record is written with a single O_APPEND write followed by fsync; a write
+Each record is written with a single O_APPEND write followed by fsync, under a
+flock of the file (several workers may share it); a write
 that fails part-way (a full disk, a file-size limit) is cut back to where the
 file ended, so the file holds whole records only. A line that is not a record
 (not UTF-8, not JSON, not an object, no study or status: a hand edit, another
@@ -9,6 +10,7 @@ never rewritten, so results already written are never damaged.
 """
 
 import errno
+import fcntl
 import json
 import os
 import warnings
@@ -27,6 +29,7 @@ def append(workdir, record):
   line = (json.dumps(record, sort_keys=True, default=_jsonable) + "\n").encode()
   fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
   try:
+    fcntl.flock(fd, fcntl.LOCK_EX)  # workers of one sweep append to one file (claims.py)
     size = os.fstat(fd).st_size
     # A previous writer killed mid-line would glue our record onto its tail.
     if size and not _ends_with_newline(path):
@@ -70,13 +73,15 @@ def read(workdir):
   return records
 
 
-def finished_run_ids(workdir):
+def finished_run_ids(workdir, errors_since=None):
   """The runs that need not be redone: their last record is a result (see FINISHED);
-  a run whose last record is an error is tried again."""
+  a run whose last record is an error is tried again, unless it was recorded at or after
+  errors_since (a record's `started`): a sweep tries a point once."""
   last = {}
   for record in read(workdir):
-    last[record.get("run_id")] = record.get("status")
-  return {run_id for run_id, status in last.items() if status in FINISHED}
+    last[record.get("run_id")] = record
+  return {run_id for run_id, r in last.items() if r.get("status") in FINISHED or
+          (errors_since is not None and str(r.get("started", "")) >= errors_since)}
 
 
 def _ends_with_newline(path):

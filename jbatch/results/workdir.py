@@ -1,28 +1,12 @@
-"""A run folder's safety: writable before any work, one jbatch at a time, and left as it was
-when a run stops on bad input found late.
-
-The lock is `DIR/.jbatch.lock`, created with O_EXCL and holding the host, pid
-and start time of its owner: a second jbatch on the same folder refuses at once
-with a line naming the owner (two runs would restore or delete each other's
-checkpoints). A lock whose process is gone (same host, no such pid) is taken
-over.
-"""
+"""A run folder's safety: writable before any work, and left as it was when a run stops on
+bad input found late. Several jbatch processes on one folder share its sweep
+(results/claims.py)."""
 
 import contextlib
-import datetime
-import json
 import os
-import socket
 import tempfile
 
 from jbatch.errors import UserError
-
-LOCK = ".jbatch.lock"
-
-
-class Busy(UserError):
-  """Another live jbatch holds the folder."""
-
 
 def check_writable(workdir, name="--workdir"):
   """Raises UserError unless workdir is, or can be made, a folder this process writes to;
@@ -43,49 +27,6 @@ def check_writable(workdir, name="--workdir"):
   except OSError as exc:
     raise UserError(f"{name}={workdir}: cannot write in {parent} ({exc.strerror}); give a "
                     "writable folder") from exc
-
-
-def _alive(pid):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # someone else's live process
-    return True
-  return True
-
-
-@contextlib.contextmanager
-def locked(workdir):
-  """Holds DIR's lock for the body; raises UserError when another live jbatch holds it."""
-  path = os.path.join(workdir, LOCK)
-  me = {"host": socket.gethostname(), "pid": os.getpid(),
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-  for _ in range(2):
-    try:
-      fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-      try:
-        with open(path) as f:
-          owner = json.load(f)
-      except (OSError, ValueError):
-        owner = {}
-      if owner.get("host") == me["host"] and owner.get("pid") and not _alive(owner["pid"]):
-        with contextlib.suppress(FileNotFoundError):
-          os.remove(path)  # left by a process that is gone: take it over
-        continue
-      raise Busy(f"{workdir} is in use by jbatch pid {owner.get('pid')} on "
-                      f"{owner.get('host')} since {owner.get('started')}; wait for it to "
-                      f"finish or give another --workdir (delete {path} if that process is "
-                      "gone)") from None
-    with os.fdopen(fd, "w") as f:
-      json.dump(me, f)
-    break
-  try:
-    yield
-  finally:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(path)
 
 
 class Snapshot:

@@ -1,6 +1,7 @@
 """Study names -> modules (each has default_config, validate, run and report), and the
 validation of a config that names one study or a suite of them."""
 
+from jbatch import distributed
 from jbatch.errors import UserError
 from jbatch.studies import accuracy, critical_batch, determinism, dynamics, loader, throughput
 
@@ -21,6 +22,10 @@ def plan(config):
       raise UserError(f"unknown study {name!r}; choose one of {', '.join(sorted(STUDIES))}")
     if cfg is None:
       raise UserError(f"the suite lists {name!r} but the config has no {name} section")
+    if distributed.process_count() > 1 and not getattr(STUDIES[name], "MULTI_PROCESS", False):
+      able = ", ".join(n for n, m in STUDIES.items() if getattr(m, "MULTI_PROCESS", False))
+      raise UserError(f"study {name} runs in one process; run it without --num_processes "
+                      f"(studies that span several processes: {able})")
     STUDIES[name].validate(cfg)
     out.append((STUDIES[name], cfg))
   return out

@@ -22,6 +22,7 @@ from jbatch.studies import accuracy_report
 from jbatch.train import checkpoint, parallel, plan as plan_lib, point as point_lib, schedules
 
 NAME = "accuracy"
+MULTI_PROCESS = True  # every point trains on one mesh, which may span processes
 INITS = ("random", "pretrained")
 BASE_LRS = {"sgd": 0.1, "nesterov": 0.1, "adam": 1e-3, "adamw": 1e-3}
 # Fields that name a grid axis or do not change a run's result stay out of its hash,

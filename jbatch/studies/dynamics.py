@@ -31,6 +31,7 @@ from jbatch.studies import dynamics_report
 from jbatch.train import parallel, plan as plan_lib, point as point_lib, schedules
 
 NAME = "dynamics"
+MULTI_PROCESS = True  # every point trains on one mesh, which may span processes
 PUBLISHED = [
     "McCandlish et al. 2018, MNIST: B_simple about 900, critical batch about 200 (SVHN 4,000 "
     "/ 500, CIFAR-10 2,000 / 900).",

@@ -87,6 +87,20 @@ def find_finished(path):
   return finished[0]
 
 
+def saved_state(directory):
+  """The newest checkpoint's state onto this process's first device, however many devices
+  or processes saved it (a run on 8 devices can start one on 1)."""
+  mgr = _manager(directory, create=False)
+  step = mgr.latest_step()
+  meta = ocp.StandardCheckpointer().metadata(os.path.join(os.path.abspath(directory), str(step),
+                                                          "state"))
+  tree = getattr(meta.item_metadata, "tree", meta.item_metadata)
+  here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), tree)
+  return mgr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract))).state
+
+
 def _flat(tree):
   """{'a/0/kernel': array} from a nested dict; Orbax's {'value': x} wrappers dropped."""
   out = {}
@@ -106,9 +120,7 @@ def load_weights(directory, params, model_state, head):
   difference means the checkpoint is of another model: UserError.
   Returns (params, model_state, names of re-initialized leaves).
   """
-  mgr = _manager(directory, create=False)
-  saved = mgr.restore(mgr.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore())).state
+  saved = saved_state(directory)
   fresh_heads = []
   out = []
   for part, live in (("params", params), ("model_state", model_state)):

@@ -20,7 +20,7 @@ class Engine:
     """micro_batches > 1: each step accumulates the gradients of that many slices."""
     self.mesh, self.tx = mesh, tx
     self.graphdef, state = state_lib.create(model, tx)
-    self.state = jax.device_put(state, parallel.replicated(mesh))
+    self.state = parallel.replicate(state, mesh)
     self.train_step = (make_train_step(self.graphdef, tx) if micro_batches == 1 else
                        make_accumulating_train_step(self.graphdef, tx, micro_batches))
     self.batch_sharding = parallel.batch_sharded(mesh)
@@ -36,7 +36,7 @@ class Engine:
 
   def put(self, *arrays):
     """Whole arrays onto every device of the mesh; batches are gathered from them."""
-    return jax.device_put(arrays, parallel.replicated(self.mesh))
+    return parallel.replicate(arrays, self.mesh)
 
   def fused_epoch(self, plan, probe=None, segment=None, trials=False):
     """An epoch of `plan` (train/plan.py) as one compiled call, or one segment of it."""
@@ -69,8 +69,8 @@ class Engine:
   def start_from(self, params, model_state, hyperparams=None):
     """Training starts again from these weights: fresh optimizer state, step 0.
     hyperparams: values for an optimizer made with optim.make(..., inject=True)."""
-    self.state = jax.device_put(self.initial_state(params, model_state, hyperparams),
-                                parallel.replicated(self.mesh))
+    self.state = parallel.replicate(self.initial_state(params, model_state, hyperparams),
+                                    self.mesh)
 
   def initial_state(self, params, model_state, hyperparams=None):
     opt_state = self.tx.init(params)

@@ -15,12 +15,11 @@ import dataclasses
 import math
 import time
 
-import jax
 
 from jbatch.bench import timing
 from jbatch.errors import UserError
 from jbatch.results.sweep import progress
-from jbatch.train import loop
+from jbatch.train import loop, parallel
 
 METRICS = {"acc": "max", "error": "min", "loss": "min"}  # what an evaluation measures
 
@@ -137,7 +136,7 @@ def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, 
                samples_per_sec=int(new_examples) / seg_s,
                lr=float(lr_at(done - 1)) if lr_at else None)
     if on_probes is not None:
-      row.update(on_probes(jax.device_get(probes), steps_before))
+      row.update(on_probes(parallel.to_host(probes), steps_before))
     history.append(row)
     if not math.isfinite(summary["loss"]):
       status, diverged_epoch = "diverged", math.ceil(plan.epoch_at(done))

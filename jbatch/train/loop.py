@@ -14,10 +14,10 @@ import time
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jbatch.bench import timing
 from jbatch.data import shuffle
+from jbatch.train import parallel
 from jbatch.train.step import add_metrics, zero_metrics
 
 # A step below this many FLOPs takes a few hundred microseconds on a CPU, and the
@@ -151,7 +151,7 @@ class HostLoop:
     t0 = time.perf_counter()
     key = jax.random.key(0)
     if self.mesh is not None:  # placed as the epochs' keys are, or the compiled step would
-      key = jax.device_put(key, NamedSharding(self.mesh, P()))  # expect another layout
+      key = parallel.replicate(key, self.mesh)  # expect another layout
     perm = self.permute(key)
     self.step = self.step.lower(state, zero_metrics(), x, y, perm, 0).compile()
     if self.tail:
@@ -192,6 +192,6 @@ def make_evaluate(eval_step, num_examples, batch_size):
 
 def summarize(metrics):
   """Host-side means from summed metrics (the one sync per epoch)."""
-  m = jax.device_get(metrics)
+  m = parallel.to_host(metrics)
   count = max(int(m["count"]), 1)
   return {"loss": float(m["loss_sum"]) / count, "acc": float(m["correct"]) / count}

@@ -43,9 +43,10 @@ def check_kind(device_kind):
 
 
 def make_mesh(kind="cpu", num_devices=0):
+  """Every device of the kind, of every process of a multi-process run (jbatch.distributed)."""
   if num_devices < 0:
     raise UserError(f"num_devices={num_devices}; give 0 (every device) or a positive count")
-  devices = devices_of_kind(kind)
+  devices = jax.devices(kind) if devices_of_kind(kind) else []
   if not devices:
     raise UserError(f"no {kind} device is present; available: {', '.join(available_kinds())}")
   if num_devices:
@@ -58,6 +59,36 @@ def make_mesh(kind="cpu", num_devices=0):
 
 def replicated(mesh):
   return NamedSharding(mesh, P())
+
+
+def replicate(tree, mesh):
+  """tree (arrays, identical on every process) put whole on every device of the mesh. A
+  mesh spanning processes takes host values: each process fills its own devices."""
+  sharding = replicated(mesh)
+  if sharding.is_fully_addressable:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(lambda x: _put_host_value(x, sharding), tree)
+
+
+def to_host(tree):
+  """jax.device_get that also takes arrays spread over several processes' devices: a
+  replicated one from this process's copy, a sharded one gathered (every process must call
+  it, as every process runs the same program)."""
+  def get(x):
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+      return jax.device_get(x)
+    if x.is_fully_replicated:
+      return np.asarray(x.addressable_data(0))
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return jax.tree.map(get, tree)
+
+
+def _put_host_value(x, sharding):
+  if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return jax.random.wrap_key_data(_put_host_value(jax.random.key_data(x), sharding),
+                                    impl=jax.random.key_impl(x))
+  return jax.device_put(np.asarray(x), sharding)
 
 
 def batch_sharded(mesh):

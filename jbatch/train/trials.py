@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jbatch.models import registry as model_registry
-from jbatch.train import fit as fit_lib, loop, point as point_lib
+from jbatch.train import fit as fit_lib, loop, parallel, point as point_lib
 from flax import nnx
 
 
@@ -129,10 +129,10 @@ def run_vmapped(point, trials, target, eval_batch_size):
     compile_s += seconds
     t0 = time.perf_counter()
     states, metrics = fn(states, x, y, keys(seg.epoch), *start)
-    metrics = jax.device_get(metrics)
+    metrics = parallel.to_host(metrics)
     train_s += time.perf_counter() - t0
     done = seg.epoch * plan.steps_per_epoch + seg.start + seg.steps
-    measured = {split: jax.device_get(evaluate[split]((states.params, states.model_state),
+    measured = {split: parallel.to_host(evaluate[split]((states.params, states.model_state),
                                                       *evals[split]))}
     for i in range(n):
       if hits[i] is not None or dead[i]:
@@ -153,7 +153,7 @@ def run_vmapped(point, trials, target, eval_batch_size):
     ended = [i for i in range(n) if test_acc[i] is None and (hits[i] is not None or dead[i]
                                                              or done == plan.total_steps)]
     if ended:
-      test = jax.device_get(evaluate["test"]((states.params, states.model_state),
+      test = parallel.to_host(evaluate["test"]((states.params, states.model_state),
                                              *evals["test"]))
       for i in ended:
         test_acc[i] = float(test["correct"][i]) / max(int(test["count"][i]), 1)
