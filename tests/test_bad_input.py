@@ -94,6 +94,18 @@ TABLE = [
     ("critical_batch", ["--config.target.metric="], "needs a target"),
     ("critical_batch", ["--config.search=grid"], "unknown search 'grid'"),
     ("cli", ["WORKDIR=file"], "is a file, not a folder"),
+    ("cli", ["--coordinator_address=127.0.0.1:1234", "--num_processes=0", "--process_id=0"],
+     "--num_processes=0; give 1 or more"),
+    ("cli", ["--coordinator_address=127.0.0.1:1234", "--num_processes=2", "--process_id=2"],
+     "--process_id=2 with --num_processes=2"),
+    ("cli", ["--coordinator_address=localhost", "--num_processes=2", "--process_id=1"],
+     "is not HOST:PORT"),
+    ("cli", ["--coordinator_address=127.0.0.1:99999", "--num_processes=2", "--process_id=1"],
+     "is not HOST:PORT"),
+    ("cli", ["--num_processes=2", "--process_id=1"], "needs all three"),
+    ("cli", ["--workers=0"], "--workers=0; give 1 or more"),
+    ("cli", ["--workers=2", "--coordinator_address=127.0.0.1:1234", "--num_processes=2",
+             "--process_id=0"], "does not combine"),
     ("cli", ["WORKDIR=under_file"], "which is a file"),
 ]
 

@@ -1,11 +1,11 @@
-"""Run-folder safety with real processes: one jbatch per folder, a full disk mid-run."""
+"""Run-folder safety with real processes: a full disk mid-run, the compile cache (several
+jbatch processes on one folder: test_workers.py)."""
 
 import json
 import os
 import resource
 import subprocess
 import sys
-import time
 
 from conftest import REPO, run_cli
 
@@ -17,34 +17,6 @@ ACC = [f"--config={REPO}/experiments/accuracy_small.py", "--config.dataset=synth
 def _records(workdir):
   with open(os.path.join(workdir, "results.jsonl")) as f:
     return [json.loads(line) for line in f]
-
-
-def test_a_second_run_on_a_busy_folder_refuses_and_a_dead_ones_lock_is_taken_over(tmp_path):
-  workdir = tmp_path / "run"
-  long_run = ACC + ["--config.synthetic.num_train=80000", "--config.batch_sizes=(8,)",
-                    "--config.epochs=20"]
-  first = subprocess.Popen([sys.executable, "-m", "jbatch", *long_run, f"--workdir={workdir}"],
-                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  try:
-    lock = workdir / ".jbatch.lock"
-    deadline = time.time() + 120
-    while not lock.exists() and time.time() < deadline:
-      assert first.poll() is None, "the first run ended early"
-      time.sleep(0.05)
-    assert json.loads(lock.read_text())["pid"] == first.pid
-    second = run_cli(*ACC, "--config.synthetic.num_train=600", f"--workdir={workdir}")
-    assert second.returncode == 2
-    lines = second.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"in use by jbatch pid {first.pid}" in lines[0], lines
-    assert first.poll() is None  # the first run goes on undisturbed
-  finally:
-    first.kill()
-    first.wait(timeout=60)
-  assert lock.exists()  # SIGKILL left it behind; its process is gone, so it is taken over
-  third = run_cli(*ACC, "--config.synthetic.num_train=600", "--config.batch_sizes=(100,)",
-                  "--config.epochs=1", f"--workdir={workdir}")
-  assert third.returncode == 0, third.stderr[-2000:]
-  assert not lock.exists()
 
 
 def test_a_full_disk_stops_the_run_and_the_next_run_resumes(tmp_path):

@@ -41,7 +41,11 @@ def _alive(pid):
     return False
   except PermissionError:  # someone else's live process
     return True
-  return True
+  try:  # a killed process its parent has not reaped yet is gone too
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except (OSError, IndexError):
+    return True
 
 
 def _read(path):
@@ -99,17 +103,15 @@ class Worker:
   def __enter__(self):
     os.makedirs(self.workers_dir, exist_ok=True)  # and the run folder
     with self._flock():
+      self._remove_dead(self.workers_dir)
       for name in sorted(os.listdir(self.workers_dir)):
-        path = os.path.join(self.workers_dir, name)
-        owner = self.live(path)
-        if owner is None:
-          with contextlib.suppress(FileNotFoundError):
-            os.remove(path)  # a worker that is gone
-        elif owner and owner.get("config") != self.me["config"]:
+        owner = self.live(os.path.join(self.workers_dir, name))
+        if owner and owner.get("config") != self.me["config"]:
           raise Busy(f"{self.workdir} is in use by jbatch pid {owner.get('pid')} on "
                      f"{owner.get('host')} since {owner.get('started')} with another config; "
                      "give the same config to share its sweep, wait for it to finish, or give "
-                     f"another --workdir (delete {path} if that process is gone)")
+                     f"another --workdir (delete {self.workers_dir}/{name} if that process "
+                     "is gone)")
       _write_json(self.file, self.me)
     threading.Thread(target=self._beat, daemon=True).start()
     return self
@@ -118,11 +120,23 @@ class Worker:
     self._stop.set()
     for run_id in list(self.held):
       self.release(run_id)
+    with self._flock():
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(self.file)
+      self._remove_dead(self.workers_dir)
+      self._remove_dead(self.claims_dir)
+      for folder in (self.claims_dir, self.workers_dir):
+        with contextlib.suppress(OSError):
+          os.rmdir(folder)  # only if empty: no other worker, no claim left
+
+  def _remove_dead(self, folder):
+    """The files that workers which are gone left in folder."""
     with contextlib.suppress(FileNotFoundError):
-      os.remove(self.file)
-    for folder in (self.claims_dir, self.workers_dir):
-      with contextlib.suppress(OSError):
-        os.rmdir(folder)  # only if empty: no other worker, no claim left
+      for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if self.live(path) is None:
+          with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
   def _beat(self):
     while not self._stop.wait(HEARTBEAT):

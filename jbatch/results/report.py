@@ -60,7 +60,7 @@ def line_plot(workdir, filename, series, *, title, xlabel, ylabel, logx=True, lo
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(os.path.join(workdir, filename), dpi=110)
+  _save(fig, workdir, filename)
   plt.close(fig)
   return f"![{title}]({filename})"
 
@@ -80,11 +80,19 @@ def write(workdir, studies):
       continue
     sections += [module.report(latest(recs), workdir), ""]
   path = os.path.join(workdir, "report.md")
-  tmp = path + ".tmp"
+  tmp = f"{path}.tmp{os.getpid()}"  # workers of one sweep may write it at once
   with open(tmp, "w") as f:
     f.write("\n".join(sections))
   os.replace(tmp, path)
   return path
+
+
+def _save(fig, workdir, filename):
+  """A figure written whole or not at all (workers of one sweep may write it at once)."""
+  path = os.path.join(workdir, filename)
+  tmp = f"{path}.tmp{os.getpid()}{os.path.splitext(filename)[1]}"
+  fig.savefig(tmp, dpi=110)
+  os.replace(tmp, path)
 
 
 def latest(records):
@@ -115,6 +123,6 @@ def histograms(workdir, filename, panels, *, title, xlabel):
     ax.legend(fontsize=8)
   fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(os.path.join(workdir, filename), dpi=110)
+  _save(fig, workdir, filename)
   plt.close(fig)
   return f"![{title}]({filename})"
