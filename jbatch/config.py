@@ -27,6 +27,9 @@ def base():
   c.model = "mlp"
   # Convolutions: auto picks per platform (im2col on CPU, XLA's elsewhere; models/conv.py).
   c.conv_impl = "auto"
+  # bfloat16: matrix products and convolutions in bfloat16, parameters, optimizer state,
+  # BatchNorm and the loss in float32 (models/registry.py).
+  c.precision = "float32"
   c.mlp = ml_collections.ConfigDict(dict(depth=6, width=64, batchnorm=True))
   c.cnn = ml_collections.ConfigDict(dict(channels=(32, 64), hidden=128, batchnorm=False))
   c.mobilenet_v2 = ml_collections.ConfigDict(dict(variant="cifar", width=1.0))

@@ -41,12 +41,10 @@ def core_groups(cores, workers):
 
 def child_env(index, cores):
   threads = str(len(cores))
-  env = dict(os.environ, JBATCH_WORKER=str(index), OMP_NUM_THREADS=threads,
-             MKL_NUM_THREADS=threads)
-  if len(cores) == 1:  # XLA's CPU thread pool: one thread, the core it is pinned to
-    env["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"),
-                                              "--xla_cpu_multi_thread_eigen=false"]))
-  return env
+  # XLA sizes its CPU thread pool by the cores the process may use (the affinity), so it
+  # needs no flag (one would also change the compile cache's keys).
+  return dict(os.environ, JBATCH_WORKER=str(index), OMP_NUM_THREADS=threads,
+              MKL_NUM_THREADS=threads)
 
 
 def launch(workers, argv):

@@ -1,6 +1,7 @@
 """Side by side, one process: what per-example gradient norms cost against a plain train step.
 
   python scripts/bench_per_example.py [--models=cnn,mobilenet_v2] [--batch_sizes=128,256]
+                                      [--device_kind=cpu|gpu]
 
 For each model and batch size, ms per call of:
   jax_step    a plain SGD train step (jbatch's engine step, jitted)
@@ -33,6 +34,7 @@ _CHUNK = flags.DEFINE_integer("chunk", 32, "examples per vmap chunk")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "alternating rounds")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "timed calls per variant per round")
 _TORCH = flags.DEFINE_bool("torch", True, "time the PyTorch reference too")
+_KIND = flags.DEFINE_string("device_kind", "cpu", "the device both frameworks run on")
 
 
 def _config(model):
@@ -50,8 +52,9 @@ def _shape(model):
 def _jax_variants(model, b):
   c = _config(model)
   data = synthetic.make(b, 10, _shape(model), 10, seed=0)
-  engine = Engine(registry.build(c, data.input_shape, 10, seed=0, platform="cpu"),
-                  optim.make(c.optimizer), parallel.make_mesh("cpu", 1))
+  kind = _KIND.value
+  engine = Engine(registry.build(c, data.input_shape, 10, seed=0, platform=kind),
+                  optim.make(c.optimizer), parallel.make_mesh(kind, 1))
   x, y = engine.put(data.train_x, data.train_y)
   step, _ = timing.compile_timed(jax.jit(engine.train_step), engine.state, x, y)
   state = engine.state
@@ -68,17 +71,22 @@ def _torch_variants(model, data):
   import torch.nn.functional as F
   from torch.func import functional_call, grad, vmap
   from jbatch.torch_ref import models
+  from jbatch.torch_ref.train import device_for
   torch.manual_seed(0)
-  net = models.build(_config(model), _shape(model), 10)
+  device = device_for(_KIND.value)
+  net = models.build(_config(model), _shape(model), 10).to(device)
   opt = torch.optim.SGD(net.parameters(), lr=0.01)
-  x = torch.from_numpy(np.ascontiguousarray(data.train_x))
-  y = torch.from_numpy(data.train_y.astype(np.int64))
+  x = torch.from_numpy(np.ascontiguousarray(data.train_x)).to(device)
+  y = torch.from_numpy(data.train_y.astype(np.int64)).to(device)
+  # A GPU runs ahead of Python: each timed call waits for its kernels.
+  sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
   def step():
     net.train()
     opt.zero_grad(set_to_none=True)
     F.cross_entropy(net(x), y).backward()
     opt.step()
+    sync()
 
   params = {k: v.detach() for k, v in net.named_parameters()}
   buffers = {k: v.detach() for k, v in net.named_buffers()}
@@ -92,14 +100,16 @@ def _torch_variants(model, data):
   def func_norms():
     net.eval()
     grads = per_sample(params, x, y)
-    return torch.stack([g.reshape(len(x), -1).square().sum(1) for g in grads.values()]).sum(0)
+    out = torch.stack([g.reshape(len(x), -1).square().sum(1) for g in grads.values()]).sum(0)
+    sync()
+    return out
 
   return {"torch_step": step, "torch_func": func_norms}, torch.get_num_threads()
 
 
 def main(_):
-  print(f"CPU: {jax.devices('cpu')[0].device_kind}; per-example norms with BatchNorm in "
-        "evaluation mode")
+  print(f"{_KIND.value}: {jax.devices(_KIND.value)[0].device_kind}; per-example norms with "
+        "BatchNorm in evaluation mode")
   for model in _MODELS.value:
     for b in map(int, _BATCHES.value):
       variants, data = _jax_variants(model, b)

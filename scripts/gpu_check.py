@@ -9,12 +9,15 @@ grid (fused JAX and PyTorch eager, batch 100 ... full) on the GPU and the CPU, w
 CPU/GPU crossover and the largest batch that fits (real out-of-memory trials on the GPU
 against XLA's plan); determinism on and off; steps to target with the LR trials vmapped
 on the GPU, timed per step on both devices. Then prints the section, headed by the
-device's name and the versions. On a machine without the device kind it says so in one
-line and exits 0. Not yet in it: MobileNetV2 224 against PyTorch channels-last with
-autocast and torch.compile, per-example norms (scripts/bench_per_example.py is CPU-only).
+device's name and the versions. Also MobileNetV2 at 224x224, batch 256, in bfloat16
+(`precision=bfloat16`) against PyTorch channels-last with autocast, eager and
+torch.compile (its own run folder, WORKDIR/mobilenet224), and per-example gradient norms
+against a plain step (scripts/bench_per_example.py on the device). On a machine without
+the device kind it says so in one line and exits 0.
 """
 
 import os
+import subprocess
 import sys
 
 from absl import app, flags
@@ -60,6 +63,35 @@ def suite(kind, tiny, data_dir):
   return c
 
 
+def mobilenet(kind, tiny, data_dir):
+  """Throughput of MobileNetV2 224 at batch 256 in bfloat16, JAX against PyTorch."""
+  from jbatch.studies import throughput
+  t = throughput.default_config()
+  t.model, t.precision, t.device_kinds = "mobilenet_v2", "bfloat16", (kind,)
+  t.mobilenet_v2.variant = "imagenet"
+  t.synthetic.input_shape, t.synthetic.num_train, t.synthetic.num_test = (224, 224, 3), 2048, 256
+  t.batch_sizes, t.epochs, t.warmup_epochs = (256,), 2, 1
+  t.variants = ("jax_fused", "torch_eager", "torch_compile")
+  t.pow2_probe, t.max_batch, t.data_dir = (), False, data_dir
+  if tiny:  # the plumbing: compiling MobileNetV2 (or torch.compile) takes a CPU minute
+    t.model, t.cnn.channels, t.cnn.hidden, t.synthetic.input_shape = "cnn", (4,), 8, (8, 8, 3)
+    t.synthetic.num_train, t.batch_sizes, t.epochs = 128, (64,), 1
+    t.variants = ("jax_fused", "torch_eager")
+  return t
+
+
+def per_example(kind, tiny):
+  """scripts/bench_per_example.py on the device: its printed table."""
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_per_example.py")
+  args = (["--models=cnn", "--batch_sizes=32", "--rounds=1", "--repeats=1"] if tiny else
+          ["--rounds=2"])
+  proc = subprocess.run([sys.executable, script, f"--device_kind={kind}", *args],
+                        capture_output=True, text=True)
+  if proc.returncode != 0:
+    return f"bench_per_example.py failed:\n{proc.stderr[-2000:]}"
+  return proc.stdout.strip()
+
+
 def header(kind):
   import jax
   from jbatch.results import record
@@ -83,15 +115,25 @@ def main(_):
   config = suite(_KIND.value, _TINY.value, os.environ.get("JBATCH_DATA_DIR", ""))
   workdir = _WORKDIR.value
   studies = plan(config)  # validated before any work, as the jbatch command does
-  os.makedirs(workdir, exist_ok=True)
-  config_json = json.dumps(config.to_dict(), sort_keys=True, default=str)
-  with claims.Worker(workdir, config_json) as worker, sweep.shared(worker):
-    for module, cfg in studies:
-      module.run(cfg, workdir)
-    report.write(workdir, STUDIES)
-  with open(os.path.join(workdir, "report.md")) as f:
-    body = f.read().replace("# jbatch report\n", "").replace("\n## ", "\n### ")
-  section = header(_KIND.value) + body
+  mobile = mobilenet(_KIND.value, _TINY.value, os.environ.get("JBATCH_DATA_DIR", ""))
+  mobile_dir = os.path.join(workdir, "mobilenet224")
+  studies.append((STUDIES["throughput"], mobile))
+  STUDIES["throughput"].validate(mobile)
+  bodies = []
+  for folder, group in ((workdir, studies[:-1]), (mobile_dir, studies[-1:])):
+    os.makedirs(folder, exist_ok=True)
+    config_json = json.dumps([c.to_dict() for _, c in group], sort_keys=True, default=str)
+    with claims.Worker(folder, config_json) as worker, sweep.shared(worker):
+      for module, cfg in group:
+        module.run(cfg, folder)
+    report.write(folder, STUDIES)
+    with open(os.path.join(folder, "report.md")) as f:
+      bodies.append(f.read().replace("# jbatch report\n", "").replace("\n## ", "\n### "))
+  section = (header(_KIND.value) + bodies[0] +
+             "\n### MobileNetV2 224x224, batch 256, bfloat16: JAX against PyTorch channels-last "
+             "with autocast\n" + bodies[1] +
+             "\n### Per-example gradient norms on the device\n\n```\n" +
+             per_example(_KIND.value, _TINY.value) + "\n```\n")
   out = _OUT.value or os.path.join(workdir, "gpu_check.md")
   with open(out, "w") as f:
     f.write(section)

@@ -1,5 +1,6 @@
 """scripts/gpu_check.py's plumbing on the CPU (no GPU here): tiny sizes, every section."""
 
+import json
 import subprocess
 import sys
 
@@ -15,8 +16,16 @@ def test_gpu_check_plumbing_on_the_cpu(tmp_path):
   section = out.read_text()
   assert section.startswith("## GPU check: cpu (cpu)") and "jax " in section.splitlines()[2]
   for part in ("### Throughput", "torch_eager / jax_fused (cpu)", "Largest batch",
-               "### Determinism", "### Critical batch", "Every trial"):
+               "### Determinism", "### Critical batch", "Every trial",
+               "### MobileNetV2 224x224", "### Per-example gradient norms", "jax_fast",
+               "torch_func / jax_fast"):
     assert part in section, part
+  with open(tmp_path / "run" / "mobilenet224" / "results.jsonl") as f:
+    mobile = [json.loads(line) for line in f]
+  assert {(r["variant"], r["model"], r["precision"], r["status"]) for r in mobile} == {
+      ("jax_fused", "cnn", "bfloat16", "ok"),  # --tiny: a small CNN stands in
+      ("torch_eager", "cnn", "bfloat16", "ok")}
+  assert [r["torch_autocast"] for r in mobile if r["framework"] == "torch"] == [True]
   assert section == proc.stdout.rstrip("\n") + "\n" or section.rstrip() in proc.stdout
 
 

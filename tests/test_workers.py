@@ -116,6 +116,5 @@ def test_core_groups_split_the_cores_evenly():
   assert workers.core_groups([3, 1, 2, 0], 3) == [[0, 1], [2], [3]]
   env = workers.child_env(1, [5])
   assert env["JBATCH_WORKER"] == "1" and env["OMP_NUM_THREADS"] == "1"
-  assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
   assert workers.without_workers_flag(["--a=1", "--workers=2", "--workers", "3", "--b"]) == [
       "--a=1", "--b"]

@@ -70,9 +70,12 @@ class Conv(nnx.Module):
     if impl == "im2col" and groups > 1:
       impl = "taps" if depthwise else "xla"  # grouped but not depthwise: no model needs it
     self.impl = impl
+    self.dtype = None  # the computation's dtype (models/registry.set_precision)
 
   def __call__(self, x):
     kernel = self.kernel[...]
+    if self.dtype is not None:
+      x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if self.impl == "xla":
       y = lax.conv_general_dilated(x, kernel, self.strides, self.padding,
                                    rhs_dilation=self.dilation,
@@ -83,7 +86,7 @@ class Conv(nnx.Module):
     else:
       y = im2col_conv(x, kernel, self.geometry(x, kernel))
     if self.bias is not None:
-      y = y + self.bias[...]
+      y = y + self.bias[...].astype(y.dtype)
     tape = tape_lib.current()
     if tape is not None:
       y = tape.record("conv", y, dict(

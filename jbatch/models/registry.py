@@ -1,11 +1,13 @@
 """Model names -> Flax NNX modules, built from the config's section of the same name."""
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from jbatch.errors import UserError
 from jbatch.models import conv
 from jbatch.models.cnn import CNN
+from jbatch.models.layers import Dense
 from jbatch.models.mlp import MLP
 from jbatch.models.mobilenet_v2 import MobileNetV2
 from jbatch.models.resnet import ResNet18
@@ -64,12 +66,19 @@ HEADS = {"mlp": "out", "cnn": "out", "mobilenet_v2": "classifier", "resnet18": "
          "vgg": "classifier"}
 
 
+# What matrix products and convolutions compute in; None: their inputs' dtype (float32).
+PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
 def check(config):
   if config.model not in MODELS:
     raise UserError(f"unknown model {config.model!r}; choose one of {', '.join(sorted(MODELS))}")
   if config.get("conv_impl", "auto") not in conv.IMPLS:
     raise UserError(f"unknown conv_impl {config.conv_impl!r}; choose one of "
                     f"{', '.join(conv.IMPLS)}")
+  if config.get("precision", "float32") not in PRECISIONS:
+    raise UserError(f"unknown precision {config.precision!r}; choose one of "
+                    f"{', '.join(PRECISIONS)}")
 
 
 def conv_impl(config, platform):
@@ -94,7 +103,19 @@ def build(config, input_shape, num_classes, seed, platform=None):
   check(config)
   impl = conv_impl(config, platform or jax.default_backend())
   section = config.get(config.model)
-  return MODELS[config.model](section, tuple(input_shape), num_classes, impl, nnx.Rngs(seed))
+  model = MODELS[config.model](section, tuple(input_shape), num_classes, impl, nnx.Rngs(seed))
+  return set_precision(model, config.get("precision", "float32"))
+
+
+def set_precision(model, precision):
+  """Every matrix product and convolution of the model computes in `precision`; the
+  parameters stay float32 (their gradients and the optimizer too), BatchNorm normalizes
+  in float32, and the loss takes float32 logits (train/step.py)."""
+  dtype = PRECISIONS[precision]
+  for _, module in nnx.iter_modules(model):
+    if isinstance(module, (Dense, conv.Conv)):
+      module.dtype = dtype
+  return model
 
 
 def count_params(model):

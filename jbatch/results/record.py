@@ -49,7 +49,7 @@ def base(study, run_id, config, *, framework, device_kind, device_name, n_device
   return {"study": study, "run_id": run_id, "status": status, "framework": framework,
           "device_kind": device_kind, "device_name": device_name, "n_devices": n_devices,
           "n_processes": n_processes, "model": config.model, "dataset": config.dataset,
-          "batch_size": batch_size,
+          "batch_size": batch_size, "precision": config.get("precision", "float32"),
           "seed": seed, "last_batch": config.last_batch, "config": config.to_dict(),
           "versions": versions(), "git_rev": git_rev(), "host_cpus": os.cpu_count(),
           # Other work on the machine skews timings: the 1-minute load when the point ended.

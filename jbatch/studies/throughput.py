@@ -188,7 +188,8 @@ def _run_torch(config, dataset, point):
   fields.update(compile_s=max(warm[0] - fields["epoch_s_median"], 0.0),
                 train_loss=results[-1][1], train_acc=results[-1][2], n_devices=1,
                 device_name=(torch.cuda.get_device_name() if runner.device.type == "cuda"
-                             else "cpu"), torch_threads=torch.get_num_threads())
+                             else "cpu"), torch_threads=torch.get_num_threads(),
+                torch_channels_last=runner.channels_last, torch_autocast=runner.autocast)
   if runner.device.type == "cuda":
     fields["process_peak_bytes"] = torch.cuda.max_memory_allocated()
   if not np.isfinite(results[-1][1]):

@@ -33,17 +33,26 @@ class TorchRunner:
     torch.manual_seed(config.seed)
     self.device = device_for(device_kind)
     self.model = (model or build(config, dataset.input_shape, dataset.num_classes)).to(self.device)
+    # On a GPU, convolutions in channels-last (NHWC) memory, as a tuned PyTorch run has them
+    # (cuDNN's tensor-core kernels); the inputs are NHWC already (models.py permutes them).
+    self.channels_last = self.device.type == "cuda" and config.model != "mlp"
+    if self.channels_last:
+      self.model = self.model.to(memory_format=torch.channels_last)
     self.optimizer = make_optimizer(config.optimizer, self.model.parameters())
     self.forward = torch.compile(self.model) if compile_model else self.model
     self.x = torch.from_numpy(np.ascontiguousarray(dataset.train_x)).to(self.device)
     self.y = torch.from_numpy(dataset.train_y.astype(np.int64)).to(self.device)
     self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    # precision=bfloat16: autocast, PyTorch's own mixed precision (float32 weights, matrix
+    # products and convolutions in bfloat16), as the JAX side computes.
+    self.autocast = config.get("precision", "float32") == "bfloat16"
 
   def step(self, idx):
     xb, yb = self.x[idx], self.y[idx]
     self.optimizer.zero_grad(set_to_none=True)
-    logits = self.forward(xb)
-    loss = F.cross_entropy(logits, yb)
+    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+      logits = self.forward(xb)
+    loss = F.cross_entropy(logits.float(), yb)
     loss.backward()
     self.optimizer.step()
     return loss.detach() * len(idx), (logits.argmax(-1) == yb).sum()

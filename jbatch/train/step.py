@@ -26,6 +26,7 @@ def cross_entropy(logits, labels):
   time proportional to the batch (minutes for batches of millions, as the
   largest-batch search compiles).
   """
+  logits = logits.astype(jnp.float32)  # bfloat16 logits (precision) lose the loss's digits
   return optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
 
 
