@@ -93,6 +93,8 @@ def exit(code):
     sys.exit(code)
   sys.stdout.flush()
   sys.stderr.flush()
+  if is_primary():
+    time.sleep(1)  # it hosts the coordinator: the others leave first, or their runtime aborts
   os._exit(code)
 
 
@@ -178,6 +180,7 @@ def check_same(config_json):
   prints = {i: json.loads(client.blocking_key_value_get(f"jbatch/fingerprint/{i}",
                                                         _KV_TIMEOUT_MS))
             for i in range(process_count())}
+  client.wait_at_barrier("jbatch/fingerprints", _KV_TIMEOUT_MS)  # all have read them all
   for what, change in (("revision", "the same jbatch checkout"),
                        ("config", "the same --config file and overrides")):
     differ = [i for i, p in prints.items() if p[what] != prints[0][what]]

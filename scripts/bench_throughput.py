@@ -1,7 +1,7 @@
 """Side by side, one process: the S4 model's epoch time, fused JAX vs its host loop vs PyTorch.
 
   python scripts/bench_throughput.py [--epochs=3] [--num_train=135844] [--batch_sizes=100,1000,10000,full]
-      [--torch_compile] [--device_kind=cpu]
+      [--torch_compile] [--device_kind=cpu] [--precision=float32|bfloat16]
   python scripts/bench_throughput.py --unroll=1,2,4,8 --batch_sizes=100   # steps per scan iteration
 
 Prints median epoch seconds per variant and the ratios torch_eager/jax_fused
@@ -21,6 +21,8 @@ _NUM_TRAIN = flags.DEFINE_integer("num_train", 135_844, "synthetic training exam
 _BATCHES = flags.DEFINE_list("batch_sizes", ["100", "1000", "10000", "full"], "batch sizes")
 _COMPILE = flags.DEFINE_bool("torch_compile", False, "also time torch.compile")
 _KIND = flags.DEFINE_string("device_kind", "cpu", "cpu or gpu")
+_PRECISION = flags.DEFINE_string("precision", "float32", "float32 or bfloat16 (both "
+                                 "frameworks: jbatch's precision, PyTorch's autocast)")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "alternating rounds; the best median of each is kept")
 _UNROLL = flags.DEFINE_list("unroll", [], "instead: fused JAX with each of these steps per scan "
                             "iteration (loop.UNROLL) beside PyTorch eager, at --batch_sizes")
@@ -30,12 +32,13 @@ def main(_):
   config = throughput.default_config()
   config.synthetic.num_train = _NUM_TRAIN.value
   config.epochs = _EPOCHS.value
+  config.precision = _PRECISION.value
   dataset = registry.load(config)
   if _UNROLL.value:
     return unroll_sweep(config, dataset)
   variants = ["jax_fused", "jax_host", "torch_eager"] + (["torch_compile"] if _COMPILE.value else [])
   print(f"S4 MLP, {dataset.num_train} examples, {config.epochs} epochs per round, "
-        f"device {_KIND.value}, last batch {config.last_batch}")
+        f"device {_KIND.value}, last batch {config.last_batch}, {config.precision}")
   header = f"{'batch':>7} " + " ".join(f"{v + ' s':>16}" for v in variants)
   print(header + f" {'torch/fused':>12} {'host/fused':>11}" + (" compile/fused" if _COMPILE.value else ""))
   for b in _BATCHES.value:

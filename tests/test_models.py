@@ -72,3 +72,30 @@ def test_flat_initializer_draws_what_lecun_normal_draws(shape):
 def test_models_keep_flax_default_initial_weights():
   reference = nnx.Linear(20, 5, rngs=nnx.Rngs(3))
   assert jnp.array_equal(Dense(20, 5, rngs=nnx.Rngs(3)).kernel[...], reference.kernel[...])
+
+
+def test_a_chunked_mlp_step_gives_the_unchunked_gradients_and_batch_statistics():
+  """On a CPU the MLP's hidden layers run over cache-sized chunks of a large training
+  batch (mlp.py); BatchNorm still sees the whole batch, so loss, gradients and running
+  statistics are the unchunked ones up to float32 summation order."""
+  import numpy as np
+  from jbatch.train.step import make_loss
+  c = config_lib.base()
+  assert registry.build(c, (32,), 10, seed=0, platform="cpu").chunk == registry.MLP_CPU_CHUNK
+  assert registry.build(c, (32,), 10, seed=0, platform="gpu").chunk == 0
+  x = jax.random.normal(jax.random.key(1), (4 * 50 + 3, 32))  # 4 chunks of 50, 3 rows left
+  y = jax.random.randint(jax.random.key(2), (x.shape[0],), 0, 10)
+  out = {}
+  for chunk in (0, 50):
+    model = registry.build(c, (32,), 10, seed=0, platform="cpu")
+    model.chunk = chunk
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    loss = make_loss(graphdef)  # the train step's own loss
+    (value, (_, _, stats)), grads = jax.value_and_grad(loss, has_aux=True)(
+        params, rest, x, y, True)
+    out[chunk] = (value, jax.tree.leaves(grads), jax.tree.leaves(stats))
+    text = jax.jit(lambda p: loss(p, rest, x, y, True)[0]).lower(params).as_text()
+    assert ("while" in text) == bool(chunk)  # the chunks are a loop
+  np.testing.assert_allclose(out[50][0], out[0][0], rtol=1e-6)
+  for a, b in zip(out[50][1] + out[50][2], out[0][1] + out[0][2]):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

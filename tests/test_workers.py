@@ -118,3 +118,14 @@ def test_core_groups_split_the_cores_evenly():
   assert env["JBATCH_WORKER"] == "1" and env["OMP_NUM_THREADS"] == "1"
   assert workers.without_workers_flag(["--a=1", "--workers=2", "--workers", "3", "--b"]) == [
       "--a=1", "--b"]
+
+
+def test_workers_above_the_core_count_are_capped_with_a_warning(monkeypatch, capsys):
+  import pytest
+  from jbatch.errors import UserError
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+  assert workers.check(2) == 2 and capsys.readouterr().err == ""
+  assert workers.check(8) == 3
+  assert "--workers=8 but this process may use 3 cores; starting 3" in capsys.readouterr().err
+  with pytest.raises(UserError, match="--workers=0; give 1 or more"):
+    workers.check(0)

@@ -66,6 +66,7 @@ HEADS = {"mlp": "out", "cnn": "out", "mobilenet_v2": "classifier", "resnet18": "
          "vgg": "classifier"}
 
 
+MLP_CPU_CHUNK = 4096  # rows: a chunk's activations (6 x 4096 x 64 floats) stay in cache
 # What matrix products and convolutions compute in; None: their inputs' dtype (float32).
 PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
 
@@ -101,9 +102,12 @@ def build(config, input_shape, num_classes, seed, platform=None):
   """The model named by config.model, its settings read from config.<model>, with the
   convolution formulation for `platform` (default: JAX's default backend)."""
   check(config)
-  impl = conv_impl(config, platform or jax.default_backend())
+  platform = platform or jax.default_backend()
   section = config.get(config.model)
-  model = MODELS[config.model](section, tuple(input_shape), num_classes, impl, nnx.Rngs(seed))
+  model = MODELS[config.model](section, tuple(input_shape), num_classes,
+                               conv_impl(config, platform), nnx.Rngs(seed))
+  if isinstance(model, MLP) and platform == "cpu":
+    model.chunk = MLP_CPU_CHUNK  # large training batches in cache-sized chunks (mlp.py)
   return set_precision(model, config.get("precision", "float32"))
 
 

@@ -19,7 +19,7 @@ def get_config():
     s.synthetic.num_test = 128
     s.train_subset = 0
     s.eval_train_examples = 128
-    s.epochs = 2
+    s.epochs = 1
     s.rules = ("none",)
     s.optimizers = ("sgd",)
     # A small step: this BatchNorm MLP at LR 0.1 turns float32 round-off (one device's sums
