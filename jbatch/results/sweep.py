@@ -1,4 +1,6 @@
-"""Runs a study's grid: skips finished points, records failures as statuses, shows progress.
+"""Runs a study's grid: skips finished points, claims each point before it runs (so that
+several workers share the grid, results/claims.py), records failures as statuses, shows
+progress.
 
 A point that raises out-of-memory is recorded as `oom`, any other exception
 as `error` (with its message), and the sweep goes on; a point whose record
