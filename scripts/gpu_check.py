@@ -83,8 +83,8 @@ def mobilenet(kind, tiny, data_dir):
 def per_example(kind, tiny):
   """scripts/bench_per_example.py on the device: its printed table."""
   script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_per_example.py")
-  args = (["--models=cnn", "--batch_sizes=32", "--rounds=1", "--repeats=1"] if tiny else
-          ["--rounds=2"])
+  args = (["--models=cnn", "--batch_sizes=32", "--rounds=1", "--repeats=1", "--notorch"]
+          if tiny else ["--rounds=2"])
   proc = subprocess.run([sys.executable, script, f"--device_kind={kind}", *args],
                         capture_output=True, text=True)
   if proc.returncode != 0:

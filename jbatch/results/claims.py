@@ -9,9 +9,9 @@ DIR/claims/<run id>.json with O_EXCL; its worker appends the point's record
 and only then removes the claim, so a point is recorded once.
 
 A worker touches its files every HEARTBEAT seconds. A claim is the live
-worker's while its process exists (same host) and it was touched within
-STALE seconds; a claim of a worker that is gone is taken over, under a short
-flock of DIR so that two workers never both take it.
+worker's while its process exists (same host), or while it was touched within
+STALE seconds (another host); a claim of a worker that is gone is taken over,
+under a short flock of DIR so that two workers never both take it.
 """
 
 import contextlib
@@ -84,11 +84,9 @@ class Worker:
       return None
     if owner is None:  # being written right now, or damaged: alive until it goes stale
       return {} if age < STALE else None
-    if age > STALE:
-      return None
-    if owner.get("host") == self.me["host"] and not _alive(owner.get("pid", -1)):
-      return None
-    return owner
+    if owner.get("host") == self.me["host"]:  # its pid says, however long a step holds it
+      return owner if _alive(owner.get("pid", -1)) else None
+    return owner if age < STALE else None
 
   @contextlib.contextmanager
   def _flock(self):
