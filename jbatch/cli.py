@@ -26,8 +26,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "An experiments/*.py c
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: config.json, results.jsonl, report.md.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rewrite report.md from the records.")
 _COMPILE_CACHE = flags.DEFINE_string(
-    "compile_cache", os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                  os.path.expanduser("~/.cache"), "jbatch", "xla"),
+    "compile_cache", workdir_lib.DEFAULT_COMPILE_CACHE,
     "JAX's persistent compilation cache: a resumed or repeated sweep loads what it compiled "
     "before instead of compiling it again. Empty: off.")
 _WORKERS = flags.DEFINE_integer(
@@ -107,7 +106,7 @@ def main(argv):
     fail(str(e))
   if workers is not None:
     sys.exit(workers_lib.launch(workers, workers_lib.without_workers_flag(sys.argv[1:])))
-  _use_compile_cache(_COMPILE_CACHE.value)
+  workdir_lib.use_compile_cache(_COMPILE_CACHE.value)
   try:
     _run(config, config_json, studies, workdir)
   except claims.Busy as e:  # the folder is another sweep's: touch nothing
@@ -153,26 +152,6 @@ def _run(config, config_json, studies, workdir):
     if primary and not claims.any_worker(workdir):  # others' sweep goes on: leave it be
       snapshot.restore()
     fail(str(e))
-
-
-def _use_compile_cache(path):
-  """Turns on JAX's persistent compilation cache at path; a folder that cannot be used is a
-  warning, never a failure (a corrupt entry JAX itself reads as a miss and compiles anew)."""
-  if not path:
-    return
-  try:
-    workdir_lib.check_writable(path, "--compile_cache")
-    os.makedirs(path, exist_ok=True)
-  except (OSError, UserError) as e:
-    print(f"[jbatch] warning: compile cache {path} cannot be used ({e}); compiling without it",
-          file=sys.stderr)
-    return
-  import jax
-  jax.config.update("jax_compilation_cache_dir", path)
-  # Most of jbatch's programs compile in well under JAX's default threshold of 1 s.
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = path  # for the studies' own child processes
 
 
 def run():

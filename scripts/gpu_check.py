@@ -106,7 +106,7 @@ def header(kind):
 
 def main(_):
   import json
-  from jbatch.results import claims, report, sweep
+  from jbatch.results import claims, report, sweep, workdir as workdir_lib
   from jbatch.studies import STUDIES, plan
   from jbatch.train import parallel
   if not parallel.devices_of_kind(_KIND.value):
@@ -115,6 +115,7 @@ def main(_):
   config = suite(_KIND.value, _TINY.value, os.environ.get("JBATCH_DATA_DIR", ""))
   workdir = _WORKDIR.value
   studies = plan(config)  # validated before any work, as the jbatch command does
+  workdir_lib.use_compile_cache(workdir_lib.DEFAULT_COMPILE_CACHE)  # as the jbatch command
   mobile = mobilenet(_KIND.value, _TINY.value, os.environ.get("JBATCH_DATA_DIR", ""))
   mobile_dir = os.path.join(workdir, "mobilenet224")
   studies.append((STUDIES["throughput"], mobile))

@@ -4,9 +4,13 @@ bad input found late. Several jbatch processes on one folder share its sweep
 
 import contextlib
 import os
+import sys
 import tempfile
 
 from jbatch.errors import UserError
+
+DEFAULT_COMPILE_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                     os.path.expanduser("~/.cache"), "jbatch", "xla")
 
 def check_writable(workdir, name="--workdir"):
   """Raises UserError unless workdir is, or can be made, a folder this process writes to;
@@ -67,3 +71,23 @@ def _size(path):
     return os.path.getsize(path)
   except FileNotFoundError:
     return None
+
+
+def use_compile_cache(path):
+  """Turns on JAX's persistent compilation cache at path; a folder that cannot be used is a
+  warning, never a failure (a corrupt entry JAX itself reads as a miss and compiles anew)."""
+  if not path:
+    return
+  try:
+    check_writable(path, "--compile_cache")
+    os.makedirs(path, exist_ok=True)
+  except (OSError, UserError) as e:
+    print(f"[jbatch] warning: compile cache {path} cannot be used ({e}); compiling without it",
+          file=sys.stderr)
+    return
+  import jax
+  jax.config.update("jax_compilation_cache_dir", path)
+  # Most of jbatch's programs compile in well under JAX's default threshold of 1 s.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = path  # for the studies' own child processes
