@@ -105,7 +105,10 @@ def main(argv):
   except UserError as e:
     fail(str(e))
   if workers is not None:
-    sys.exit(workers_lib.launch(workers, workers_lib.without_workers_flag(sys.argv[1:])))
+    code = workers_lib.launch(workers, workers_lib.without_workers_flag(sys.argv[1:]))
+    if code == 0:
+      print(f"report: {os.path.join(workdir, 'report.md')}")
+    sys.exit(code)
   workdir_lib.use_compile_cache(_COMPILE_CACHE.value)
   try:
     _run(config, config_json, studies, workdir)
@@ -121,7 +124,7 @@ def main(argv):
       print(f"jbatch: error: {line}", file=sys.stderr, flush=True)
     distributed.exit(3)
   distributed.finished()
-  if distributed.is_primary():
+  if distributed.is_primary() and "JBATCH_WORKER" not in os.environ:  # --workers: the parent's
     print(f"report: {os.path.join(workdir, 'report.md')}")
 
 

@@ -55,7 +55,10 @@ def test_workers_flag_runs_each_point_once_on_pinned_cores(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "2 workers started" in proc.stderr
   assert "[jbatch w0]" in proc.stderr and "[jbatch w1]" in proc.stderr
+  assert proc.stdout.count("report: ") == 1  # the parent's line, once
   check_complete(workdir)
+  pinned = {len(g) for g in workers.core_groups(os.sched_getaffinity(0), 2)}
+  assert {r["cpus_allowed"] for r in records(workdir)} <= pinned  # each its own cores
 
 
 def test_a_worker_killed_mid_point_has_its_point_taken_over(tmp_path):

@@ -52,6 +52,9 @@ def base(study, run_id, config, *, framework, device_kind, device_name, n_device
           "batch_size": batch_size, "precision": config.get("precision", "float32"),
           "seed": seed, "last_batch": config.last_batch, "config": config.to_dict(),
           "versions": versions(), "git_rev": git_rev(), "host_cpus": os.cpu_count(),
+          # The cores this process may use: fewer than host_cpus under --workers, where
+          # timings are of a worker's own cores.
+          "cpus_allowed": len(os.sched_getaffinity(0)),
           # Other work on the machine skews timings: the 1-minute load when the point ended.
           "host_load_1m": round(os.getloadavg()[0], 2),
           "started": started, "seconds": round(seconds, 3)}
