@@ -1,14 +1,14 @@
 """The fully connected network of seeds/004: depth x width, ReLU, BatchNorm at the end.
 
-On a CPU a large training batch runs its hidden layers over chunks of `chunk`
-rows, each recomputed in the backward pass (jax.checkpoint) instead of kept:
-a chunk's activations stay in the CPU's caches, while the whole batch's
+On a CPU a large training batch runs its hidden layers over chunks of about
+`chunk` rows, each recomputed in the backward pass (jax.checkpoint) instead of
+kept: a chunk's activations stay in the CPU's caches, while the whole batch's
 (6 layers x batch x 64 floats, 35 MB each at 135,844) stream to and from
-memory at a few GB/s, which bounded the step (scripts/bench_throughput.py:
-batch 16,384 of 20,000 examples 45 -> 29 ms a step, the full 135,844 410 -> 305 ms,
-in a pure-JAX probe of the same network). BatchNorm still normalizes over the whole
-batch: only the per-example layers before it are chunked, so the numbers are those of
-the unchunked network up to the order of float32 sums.
+memory at a few GB/s, which bounded the step (a train step of 20,000 rows
+56 -> 35 ms, of 135,844 390 -> 306 ms; BENCHMARKS.md, "Large batches on the
+CPU"). BatchNorm still normalizes over the whole batch: only the per-example
+layers before it are chunked, so the numbers are those of the unchunked network
+up to the order of float32 sums.
 """
 
 import jax
