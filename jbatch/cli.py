@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import traceback
 
 from absl import app, flags, logging
@@ -44,8 +45,17 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
     "a process as lost; the others then stop within about this time.")
 
 
+def error_line(message):
+  """Writes jbatch's one error line in one write(2), so that it stays whole beside
+  the tracebacks Orbax's writer threads may print as a full disk stops them; it
+  starts a fresh line when such a thread may have left half of one."""
+  sys.stderr.flush()
+  fresh = "\n" if threading.active_count() > 1 else ""
+  os.write(2, f"{fresh}jbatch: error: {message}\n".encode())
+
+
 def fail(message):
-  print(f"jbatch: error: {message}", file=sys.stderr)
+  error_line(message)
   distributed.exit(2)
 
 
@@ -121,7 +131,7 @@ def main(argv):
     if line is None:
       traceback.print_exc()
     else:
-      print(f"jbatch: error: {line}", file=sys.stderr, flush=True)
+      error_line(line)
     distributed.exit(3)
   distributed.finished()
   if distributed.is_primary() and "JBATCH_WORKER" not in os.environ:  # --workers: the parent's
