@@ -8,13 +8,21 @@ Prints median epoch seconds per variant and the ratios torch_eager/jax_fused
 and jax_host/jax_fused (>1: fused JAX is faster). Each variant compiles and
 warms up first; compile time is printed apart. The variants alternate within
 a batch size so that machine noise hits them alike.
+
+Then the fused step against this machine's practical peaks, measured in the same run
+(timing.practical_peaks: a large matrix product's FLOP/s, a large array copy's bytes/s):
+XLA's flops and bytes per step (the optimized program, chunked layers counted whole),
+the step's rates, the resource whose peak bounds it (the longer of flops/peak FLOP/s
+and bytes/peak bytes/s) and the fraction of that bound the step reaches.
 """
 
+import jax
 from absl import app, flags
 
+from jbatch.bench import timing
 from jbatch.data import registry
 from jbatch.studies import throughput
-from jbatch.train import loop
+from jbatch.train import loop, point as point_lib
 
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "timed epochs per variant")
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 135_844, "synthetic training examples (seeds/004)")
@@ -41,19 +49,47 @@ def main(_):
         f"device {_KIND.value}, last batch {config.last_batch}, {config.precision}")
   header = f"{'batch':>7} " + " ".join(f"{v + ' s':>16}" for v in variants)
   print(header + f" {'torch/fused':>12} {'host/fused':>11}" + (" compile/fused" if _COMPILE.value else ""))
+  fused_step_s = {}
   for b in _BATCHES.value:
     b = dataset.num_train if b == "full" else int(b)
     best = {}
     for _ in range(_ROUNDS.value):
       for v in variants:
         point = {"framework": v.split("_")[0], "variant": v, "device_kind": _KIND.value, "batch_size": b}
-        s = throughput.run_point(config, dataset, point)["epoch_s_median"]
+        record = throughput.run_point(config, dataset, point)
+        s = record["epoch_s_median"]
         best[v] = min(best.get(v, s), s)
+        if v == "jax_fused" and s == best[v]:
+          fused_step_s[b] = s / record["steps_per_epoch"]
     ratios = [best["torch_eager"] / best["jax_fused"], best["jax_host"] / best["jax_fused"]]
     if _COMPILE.value:
       ratios.append(best["torch_compile"] / best["jax_fused"])
     print(f"{b:>7} " + " ".join(f"{best[v]:>16.4f}" for v in variants)
           + "".join(f" {r:>11.2f}x" for r in ratios), flush=True)
+  roofline(config, dataset, fused_step_s)
+
+
+def roofline(config, dataset, fused_step_s):
+  """The fused step of each batch size against the practical peaks of its device. The
+  epoch's mean step (epoch seconds / steps) includes what an epoch adds to its steps:
+  the shuffle, the gather of the batch, a short last batch."""
+  device = jax.devices(_KIND.value)[0]
+  peak_flops, peak_bytes = timing.practical_peaks(device)
+  print(f"\npractical peaks of {device.device_kind}: {peak_flops / 1e9:.0f} GFLOP/s (a 2048^3 "
+        f"float32 product; 8192^3 on a GPU), {peak_bytes / 1e9:.1f} GB/s (an array copy)")
+  print(f"{'batch':>7} {'step ms':>8} {'GFLOP':>7} {'MB':>7} {'GFLOP/s':>8} {'GB/s':>6} "
+        f"{'bound':>6} {'of bound':>8}")
+  for b, step_s in fused_step_s.items():
+    p = point_lib.setup(config, dataset, batch_size=b, seed=config.seed,
+                        device_kind=_KIND.value, plan=throughput._plan(config, b, dataset.num_train))
+    xb, yb = p.engine.put(dataset.train_x[:b], dataset.train_y[:b])
+    c = timing.step_cost(p.engine.train_step, p.engine.state, xb, yb, compiled=True)
+    flops, nbytes = c["flops"], c["bytes_accessed"]
+    by_flops, by_bytes = flops / peak_flops, nbytes / peak_bytes
+    bound = "FLOP/s" if by_flops >= by_bytes else "bytes"
+    print(f"{b:>7} {1e3 * step_s:>8.2f} {flops / 1e9:>7.2f} {nbytes / 1e6:>7.0f} "
+          f"{flops / step_s / 1e9:>8.0f} {nbytes / step_s / 1e9:>6.1f} {bound:>6} "
+          f"{max(by_flops, by_bytes) / step_s:>7.0%}", flush=True)
 
 
 def unroll_sweep(config, dataset):

@@ -99,3 +99,56 @@ def test_a_chunked_mlp_step_gives_the_unchunked_gradients_and_batch_statistics()
   np.testing.assert_allclose(out[50][0], out[0][0], rtol=1e-6)
   for a, b in zip(out[50][1] + out[50][2], out[0][1] + out[0][2]):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_blocked_weight_gradient_is_the_plain_one():
+  """On a CPU a dense layer of MIN_ROWS rows or more takes its weight gradient as a sum
+  over blocks of ROWS rows (cpu_matmul.py): the same gradients as lax.dot_general's, in
+  float32 and in bfloat16 (summed in float32 either way), and only there."""
+  import numpy as np
+  from jax import lax
+  from jbatch.models import cpu_matmul
+  from jbatch.models.layers import Dense
+  n = cpu_matmul.MIN_ROWS + 3 * cpu_matmul.ROWS + 5  # whole blocks and 5 rows past them
+  x = jax.random.normal(jax.random.key(0), (n, 48))
+  w = jax.random.normal(jax.random.key(1), (48, 64))
+  g = jax.random.normal(jax.random.key(2), (n, 64))
+  dims = (((1,), (0,)), ((), ()))
+  for dtype, tol in ((jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)):
+    xd, wd = x.astype(dtype), w.astype(dtype)
+    ours = jax.vjp(lambda a, b: cpu_matmul.dot_general(a, b, dims), xd, wd)
+    plain = jax.vjp(lambda a, b: lax.dot_general(a, b, dims), xd, wd)
+    np.testing.assert_allclose(np.float32(ours[0]), np.float32(plain[0]), rtol=tol, atol=tol)
+    for a, b in zip(ours[1](g.astype(dtype)), plain[1](g.astype(dtype))):
+      assert a.dtype == b.dtype == dtype and a.shape == b.shape
+      np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=tol, atol=tol * n ** 0.5)
+  text = jax.jit(jax.grad(lambda b: cpu_matmul.dot_general(x, b, dims).sum())).lower(w).as_text()
+  assert "optimization_barrier" in text  # the blocked form, not the plain product
+  small = jax.jit(jax.grad(lambda b: cpu_matmul.dot_general(x[:100], b, dims).sum()))
+  assert "optimization_barrier" not in small.lower(w).as_text()
+  c = config_lib.base()
+  dense = lambda platform: [m for _, m in nnx.iter_modules(
+      registry.build(c, (32,), 10, seed=0, platform=platform)) if isinstance(m, Dense)]
+  assert all(m.dot_general is cpu_matmul.dot_general for m in dense("cpu"))
+  assert all(m.dot_general is lax.dot_general for m in dense("gpu"))
+
+
+def test_a_chunked_mlp_step_is_counted_whole():
+  """XLA's cost analysis counts a loop body once: the FLOPs of a chunked step are those of
+  the unchunked one (timing.step_cost traces it unchunked), not a chunk's."""
+  from jbatch.bench import timing
+  from jbatch.train.step import make_loss
+  c = config_lib.base()
+  x = jnp.zeros((4 * 50, 32))
+  y = jnp.zeros((x.shape[0],), jnp.int32)
+  flops = {}
+  for chunk in (0, 50):
+    model = registry.build(c, (32,), 10, seed=0, platform="cpu")
+    model.chunk = chunk
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    loss = make_loss(graphdef)
+    step = lambda p, x, y: jax.grad(lambda p: loss(p, rest, x, y, True)[0])(p)
+    flops[chunk] = timing.step_flops(step, params, x, y)
+    looped = timing.cost(jax.jit(step).lower(params, x, y))["flops"]
+    assert (looped < flops[chunk] / 2) == bool(chunk)  # the loop, counted once by XLA
+  assert flops[50] == flops[0] > 0

@@ -57,14 +57,42 @@ def cost(compiled):
   return {"flops": analysis.get("flops"), "bytes_accessed": analysis.get("bytes accessed")}
 
 
-def step_flops(fn, *args):
-  """XLA's FLOP count of fn(*args) over the whole (global) batch, from the program before
-  it is partitioned over devices, its convolutions counted unchunked (XLA counts a loop
-  body once). Traced afresh, since a cached trace may hold the chunked form; args may
-  be arrays, donated ones included, or shapes."""
+def step_cost(fn, *args, compiled=False):
+  """XLA's flops and bytes accessed of fn(*args) over the whole (global) batch, its
+  chunked layers counted unchunked (XLA counts a loop body once): from the program before
+  it is partitioned over devices, or with compiled=True from the optimized one, whose
+  bytes are those of its fused kernels (the lowered program counts every operation's
+  operands). Traced afresh, since a cached trace may hold the chunked form; args may be
+  arrays, donated ones included, or shapes."""
   shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
   with conv.unchunked():
-    return cost(jax.jit(lambda *a: fn(*a)).lower(*shapes))["flops"]
+    lowered = jax.jit(lambda *a: fn(*a)).lower(*shapes)
+    return cost(lowered.compile() if compiled else lowered)
+
+
+def step_flops(fn, *args):
+  return step_cost(fn, *args)["flops"]
+
+
+def practical_peaks(device):
+  """(FLOP/s, bytes/s) this device reaches: a large float32 matrix product; a large array
+  scaled in place (read once, written once; donated, so that no call writes to fresh
+  pages: on a CPU their page faults, not the memory, would set the rate). Each the best
+  of 5 calls. The roofline a step is held to (scripts/bench_throughput.py)."""
+  side = 2048 if device.platform == "cpu" else 8192
+  copy_floats = 2 ** 28  # 1 GiB: past any CPU's last-level cache
+  a = jax.device_put(np.ones((side, side), np.float32), device)
+  x = [jax.device_put(np.ones(copy_floats, np.float32), device)]
+  matmul = jax.jit(lambda a: a @ a)
+  scale = jax.jit(lambda x: x * 0.5, donate_argnums=0)
+
+  def scale_in_place():
+    x[0] = scale(x[0])
+    return x[0]
+
+  matmul_s = min(median_seconds(lambda: matmul(a), 1, warmup=1) for _ in range(5))
+  copy_s = min(median_seconds(scale_in_place, 1, warmup=1) for _ in range(5))
+  return 2 * side ** 3 / matmul_s, 2 * 4 * copy_floats / copy_s
 
 
 def memory(compiled):

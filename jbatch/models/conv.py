@@ -115,15 +115,21 @@ def images_per_chunk(n, slice_bytes, kernel_hw, strides):
 
 @contextlib.contextmanager
 def unchunked():
-  """Convolutions traced inside this context run over the whole batch at once. For XLA's
-  cost analysis: it counts a loop body once, so a chunked convolution's FLOPs would be
-  undercounted by its number of chunks."""
+  """Convolutions, and the MLP's chunked hidden layers (mlp.py asks chunking()), traced
+  inside this context run over the whole batch at once. For XLA's cost analysis: it
+  counts a loop body once, so a chunked layer's FLOPs and bytes would be undercounted by
+  its number of chunks."""
   global CHUNK_BYTES
   saved, CHUNK_BYTES = CHUNK_BYTES, 2 ** 62
   try:
     yield
   finally:
     CHUNK_BYTES = saved
+
+
+def chunking():
+  """False inside unchunked()."""
+  return CHUNK_BYTES < 2 ** 62
 
 
 def map_chunks(fn, chunk, *arrays):

@@ -15,7 +15,7 @@ import jax
 from jax import lax
 from flax import nnx
 
-from jbatch.models import tape as tape_lib
+from jbatch.models import conv, tape as tape_lib
 from jbatch.models.layers import BatchNorm, Dense
 
 
@@ -37,7 +37,7 @@ class MLP(nnx.Module):
     x = x.reshape((x.shape[0], -1))
     n, c = x.shape[0], self.chunk
     # A recording tape (per-example norms) needs the layers called one by one.
-    if train and c and n >= 4 * c and tape_lib.current() is None:
+    if train and c and n >= 4 * c and tape_lib.current() is None and conv.chunking():
       x = self._chunked_body(x, c)
     else:
       for layer in self.hidden:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jbatch.errors import UserError
-from jbatch.models import conv
+from jbatch.models import conv, cpu_matmul
 from jbatch.models.cnn import CNN
 from jbatch.models.layers import Dense
 from jbatch.models.mlp import MLP
@@ -106,8 +106,12 @@ def build(config, input_shape, num_classes, seed, platform=None):
   section = config.get(config.model)
   model = MODELS[config.model](section, tuple(input_shape), num_classes,
                                conv_impl(config, platform), nnx.Rngs(seed))
-  if isinstance(model, MLP) and platform == "cpu":
-    model.chunk = MLP_CPU_CHUNK  # large training batches in cache-sized chunks (mlp.py)
+  if platform == "cpu":
+    if isinstance(model, MLP):
+      model.chunk = MLP_CPU_CHUNK  # large training batches in cache-sized chunks (mlp.py)
+    for _, module in nnx.iter_modules(model):
+      if isinstance(module, Dense):
+        module.dot_general = cpu_matmul.dot_general  # weight gradients in blocks
   return set_precision(model, config.get("precision", "float32"))
 
 
