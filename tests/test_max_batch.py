@@ -52,4 +52,7 @@ def test_largest_batch_of_a_real_step_is_where_its_plan_crosses_the_budget():
   best, tried = max_batch.largest_batch(fits, guess=max_batch.affine_guess(sizes, budget))
   assert plan(best) <= budget < plan(best + 1)
   assert 3000 <= best < 3100
-  assert len(tried) <= 8  # doubling and bisection alone: 24
+  # Doubling and bisection alone: 24. The blocked weight gradient of 2,048 rows and more
+  # (models/cpu_matmul.py) puts a step in the plan that the line through batches 1 and 2
+  # does not foresee: 11 tries here, 8 without it.
+  assert len(tried) <= 12

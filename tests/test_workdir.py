@@ -51,11 +51,19 @@ def test_the_compile_cache_serves_a_second_run_and_a_bad_one_is_only_a_warning(t
   cache = tmp_path / "cache"
   first = run_cli(*args, f"--compile_cache={cache}", f"--workdir={tmp_path / 'a'}")
   assert first.returncode == 0, first.stderr[-2000:]
-  assert any(cache.iterdir())  # the compiled programs were written
-  second = run_cli(*args, f"--compile_cache={cache}", f"--workdir={tmp_path / 'b'}")
+  entries = lambda: {(e.name, e.stat().st_mtime_ns) for e in cache.iterdir()}
+  written = entries()
+  assert written  # the compiled programs were written
+  second = run_cli(*args, f"--compile_cache={cache}", f"--workdir={tmp_path / 'b'}",
+                   env={"JAX_DEBUG_LOG_MODULES": "jax._src.compiler"})  # JAX logs its hits
   assert second.returncode == 0
-  compile_a, compile_b = (_records(tmp_path / w)[0]["compile_s"] for w in "ab")
-  assert compile_b < compile_a / 2, (compile_a, compile_b)  # loaded, not compiled again
+  # Every written program was loaded under its key, and none compiled again (a miss
+  # writes an entry: a new key, or the same one rewritten). Not a timing: loads are not
+  # asserted faster here (BENCHMARKS.md measures the quickstart both ways).
+  hits = [line for line in second.stderr.splitlines() if "compilation cache hit" in line]
+  for name, _ in written:
+    assert any(f"with key '{name.removesuffix('-cache')}'" in line for line in hits), name
+  assert entries() == written
   # the same results either way
   assert _records(tmp_path / "a")[0]["final_test_acc"] == _records(tmp_path / "b")[0][
       "final_test_acc"]

@@ -7,7 +7,7 @@ product's rate and of what PyTorch's sgemm gets for the same shape; at batch 10,
 and 20,000 the seven weight gradients were half of a train step, and the reason
 torch.compile was faster there. Cut into blocks of ROWS rows, each transposed once
 and multiplied as a batch of short products (64 x ROWS times ROWS x 64), the same sum
-runs about 1.5x faster (BENCHMARKS.md, "Large batches on the CPU"). The values are
+runs 1.1-1.6x faster (BENCHMARKS.md, "Large batches on the CPU"). The values are
 those of x.T @ g up to the order of the float32 sums.
 """
 
