@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from jax import lax
 
 ROWS = 256  # rows per block: 64 x 256 floats per operand, well inside a core's L2
-MIN_ROWS = 2048  # below this the plain product is as fast (batch 1,000: within noise)
+MIN_ROWS = 2048  # large batches only; at 1,000 rows the blocks were 0.22 vs 0.26 ms alone,
+# not measured inside a step
 _PLAIN = (((1,), (0,)), ((), ()))
 
 
