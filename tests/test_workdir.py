@@ -58,12 +58,13 @@ def test_the_compile_cache_serves_a_second_run_and_a_bad_one_is_only_a_warning(t
                    env={"JAX_DEBUG_LOG_MODULES": "jax._src.compiler"})  # JAX logs its hits
   assert second.returncode == 0
   # Every written program was loaded under its key, and none compiled again (a miss
-  # writes an entry: a new key, or the same one rewritten). Not a timing: loads are not
-  # asserted faster here (BENCHMARKS.md measures the quickstart both ways).
+  # rewrites its entry). A program the first run compiled under JAX's 0.2 s threshold may
+  # cross it on a loaded machine and be written now: new entries are allowed. Not a
+  # timing: loads are not asserted faster here (BENCHMARKS.md measures the quickstart).
   hits = [line for line in second.stderr.splitlines() if "compilation cache hit" in line]
   for name, _ in written:
     assert any(f"with key '{name.removesuffix('-cache')}'" in line for line in hits), name
-  assert entries() == written
+  assert written <= entries()
   # the same results either way
   assert _records(tmp_path / "a")[0]["final_test_acc"] == _records(tmp_path / "b")[0][
       "final_test_acc"]
