@@ -112,3 +112,35 @@ def test_device_split_errors():
   with pytest.raises(UserError, match="last_batch=drop"):
     config_lib.check_devices(96, 8, 1004, "partial")  # a last batch of 44 examples
   config_lib.check_devices(96, 8, 1004, "drop")
+
+
+def test_cpu_programs_take_their_temporaries_from_a_reused_heap():
+  """A CPU program's temporaries come in heaps under glibc's mmap threshold, which is held
+  there, so repeated calls reuse the same memory instead of faulting in fresh pages
+  (jbatch/cpu_memory.py). Without the engine's options XLA packs this step's ~40 MB of
+  temporaries into one block, which glibc maps afresh at every call."""
+  import platform
+  import resource
+  from jbatch import cpu_memory
+  assert cpu_memory.compiler_options("gpu") is None
+  c = config_lib.base()
+  ds = synthetic.make(12_000, 10, (32,), 10, seed=0)
+  eng = _engine(c, ds)
+  assert eng.compiler_options == {"xla_multiheap_size_constraint_per_heap": cpu_memory.HEAP_BYTES}
+  if platform.libc_ver()[0] != "glibc":
+    pytest.skip("mallopt is glibc's")
+  assert cpu_memory.keep_freed_memory()
+  x, y = eng.put(ds.train_x, ds.train_y)
+  faults = {}
+  for name, jit in (("engine", eng.jit), ("default", jax.jit)):
+    step = jit(eng.train_step).lower(eng.state, x, y).compile()
+    assert step.memory_analysis().temp_size_in_bytes > cpu_memory.MMAP_THRESHOLD
+    for _ in range(2):  # the first calls grow the heap
+      jax.block_until_ready(step(eng.state, x, y))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+      jax.block_until_ready(step(eng.state, x, y))
+    faults[name] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+  pages = cpu_memory.MMAP_THRESHOLD // 4096
+  assert faults["default"] > 5 * pages  # every call faults in its block afresh
+  assert faults["engine"] < pages // 10, faults

@@ -40,7 +40,7 @@ def test_largest_batch_of_a_real_step_is_where_its_plan_crosses_the_budget():
   c = config_lib.base()
   engine = Engine(registry.build(c, (32,), 10, seed=0), optim.make(c.optimizer),
                   parallel.make_mesh("cpu", 1))
-  plan = lambda b: max_batch.planned_bytes(engine.train_step, engine.state, (32,), b)
+  plan = lambda b: max_batch.planned_bytes(engine.jit(engine.train_step), engine.state, (32,), b)
   assert plan(2000) > plan(1000) > plan(500)  # the plan grows with the batch
   budget = plan(3000) + 1
   sizes = {}

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from jbatch import config as config_lib
+from jbatch import config as config_lib, cpu_memory
 from jbatch.errors import UserError
 from jbatch.models import registry
 from jbatch.models.initializers import lecun_normal
@@ -76,29 +76,35 @@ def test_models_keep_flax_default_initial_weights():
 
 def test_a_chunked_mlp_step_gives_the_unchunked_gradients_and_batch_statistics():
   """On a CPU the MLP's hidden layers run over cache-sized chunks of a large training
-  batch (mlp.py); BatchNorm still sees the whole batch, so loss, gradients and running
-  statistics are the unchunked ones up to float32 summation order."""
+  batch (mlp.py), and its activations stay in pieces of whole chunks; BatchNorm still
+  sees the whole batch, so loss, logits, gradients and running statistics are the
+  unchunked ones up to float32 summation order."""
   import numpy as np
   from jbatch.train.step import make_loss
   c = config_lib.base()
-  assert registry.build(c, (32,), 10, seed=0, platform="cpu").chunk == registry.MLP_CPU_CHUNK
+  cpu = registry.build(c, (32,), 10, seed=0, platform="cpu")
+  assert cpu.chunk == registry.MLP_CPU_CHUNK and cpu.piece_rows * 64 * 4 <= cpu_memory.HEAP_BYTES
   assert registry.build(c, (32,), 10, seed=0, platform="gpu").chunk == 0
   x = jax.random.normal(jax.random.key(1), (4 * 50 + 3, 32))  # 4 chunks of 50, 3 rows left
   y = jax.random.randint(jax.random.key(2), (x.shape[0],), 0, 10)
   out = {}
-  for chunk in (0, 50):
+  # (chunk, piece_rows): unchunked; chunked in one piece; in 2 pieces of 2 chunks;
+  # in 3 pieces of 1, 1 and 2 chunks
+  for chunk, piece_rows, loops in ((0, 0, 0), (50, 0, 1), (50, 100, 2), (50, 70, 3)):
     model = registry.build(c, (32,), 10, seed=0, platform="cpu")
-    model.chunk = chunk
+    model.chunk, model.piece_rows = chunk, piece_rows
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     loss = make_loss(graphdef)  # the train step's own loss
-    (value, (_, _, stats)), grads = jax.value_and_grad(loss, has_aux=True)(
+    (value, (logits, _, stats)), grads = jax.value_and_grad(loss, has_aux=True)(
         params, rest, x, y, True)
-    out[chunk] = (value, jax.tree.leaves(grads), jax.tree.leaves(stats))
+    out[chunk, piece_rows] = (value, [logits], jax.tree.leaves(grads), jax.tree.leaves(stats))
     text = jax.jit(lambda p: loss(p, rest, x, y, True)[0]).lower(params).as_text()
-    assert ("while" in text) == bool(chunk)  # the chunks are a loop
-  np.testing.assert_allclose(out[50][0], out[0][0], rtol=1e-6)
-  for a, b in zip(out[50][1] + out[50][2], out[0][1] + out[0][2]):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert text.count("stablehlo.while") == loops  # each piece's chunks are a loop
+  plain = out[0, 0]
+  for key in [(50, 0), (50, 100), (50, 70)]:
+    np.testing.assert_allclose(out[key][0], plain[0], rtol=1e-6)
+    for a, b in zip(sum(out[key][1:], []), sum(plain[1:], [])):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_the_blocked_weight_gradient_is_the_plain_one():

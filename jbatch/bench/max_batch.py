@@ -19,20 +19,21 @@ import jax.numpy as jnp
 from jbatch.bench import timing
 
 
-def planned_bytes(train_step, state, example_shape, batch_size):
-  """XLA's planned bytes for one train step at this batch size (compiled, not run)."""
+def planned_bytes(step, state, example_shape, batch_size):
+  """XLA's planned bytes for one train step at this batch size (compiled, not run).
+  step: the jitted train step (engine.jit: with the options the engine's programs get)."""
   x = jax.ShapeDtypeStruct((batch_size, *example_shape), jnp.float32)
   y = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
-  compiled = jax.jit(train_step).lower(state, x, y).compile()
+  compiled = step.lower(state, x, y).compile()
   return timing.memory(compiled).get("xla_total_bytes")
 
 
-def runs(train_step, state, example_shape, batch_size):
+def runs(step, state, example_shape, batch_size):
   """Whether the step runs once at this batch size (False on out-of-memory)."""
   try:
     x = jnp.zeros((batch_size, *example_shape), jnp.float32)
     y = jnp.zeros((batch_size,), jnp.int32)
-    jax.block_until_ready(jax.jit(train_step)(state, x, y))
+    jax.block_until_ready(step(state, x, y))
     return True
   except Exception as exc:  # XlaRuntimeError: RESOURCE_EXHAUSTED
     if "RESOURCE_EXHAUSTED" in str(exc) or "out of memory" in str(exc).lower():
@@ -104,7 +105,7 @@ def search(engine, example_shape, memory_budget=0):
   """The largest batch whose train step fits on the engine's first device: XLA's plan
   within the budget (memory_budget bytes; 0: budget_bytes' default) and, off the CPU,
   one real step. Returns the record fields."""
-  device, step, state = engine.device, engine.train_step, engine.state
+  device, step, state = engine.device, engine.jit(engine.train_step), engine.state
   budget = budget_bytes(device, memory_budget)
   on_cpu = device.platform == "cpu"
   planned = {}

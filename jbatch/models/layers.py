@@ -10,6 +10,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn import normalization
 
 from jbatch.models.conv import Conv
 from jbatch.models.initializers import lecun_normal
@@ -99,6 +100,26 @@ class Dense(nnx.Linear):
 class BatchNorm(nnx.BatchNorm):
   """nnx.BatchNorm that reports to a recording tape; per-example gradients need it in
   evaluation mode (in training mode one example's gradient depends on the others)."""
+
+  def over_pieces(self, pieces):
+    """Training mode over one batch held as several (rows, features) arrays (models/mlp.py):
+    the statistics of all their rows, each piece normalized by them, the running averages
+    updated once; what __call__ gives their concatenation, up to the order of float sums
+    (flax's formulas: float32 statistics, variance as E[x^2] - E[x]^2, clipped at 0)."""
+    n = sum(p.shape[0] for p in pieces)
+    stats = [p.astype(jnp.promote_types(p.dtype, jnp.float32)) for p in pieces]
+    mean = sum(p.sum(0) for p in stats) / n
+    var = jnp.maximum(0.0, sum(jnp.square(p).sum(0) for p in stats) / n - jnp.square(mean))
+    m = self.momentum
+    self.mean[...] = jax.lax.stop_gradient(m * self.mean[...] + (1 - m) * mean)
+    self.var[...] = jax.lax.stop_gradient(m * self.var[...] + (1 - m) * var)
+    scale = self.scale[...] if self.scale is not None else None
+    bias = self.bias[...] if self.bias is not None else None
+    out = []
+    for p in pieces:
+      p, mu, v, sc, b = self.promote_dtype((p, mean, var, scale, bias), dtype=self.dtype)
+      out.append(normalization._normalize(p, mu, v, sc, b, (0,), (1,), self.dtype, self.epsilon))
+    return out
 
   def __call__(self, x, use_running_average=None):
     y = super().__call__(x, use_running_average=use_running_average)

@@ -12,6 +12,7 @@ up to the order of float32 sums.
 """
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 from flax import nnx
 
@@ -22,45 +23,54 @@ from jbatch.models.layers import BatchNorm, Dense
 class MLP(nnx.Module):
 
   def __init__(self, in_features, num_classes, *, depth=6, width=64, batchnorm=True,
-               bn_momentum=0.9, chunk=0, rngs):
+               bn_momentum=0.9, chunk=0, piece_rows=0, rngs):
     """chunk: rows per chunk of a training batch of at least four chunks (0: never); below
     that the whole batch's activations mostly fit in cache and recomputing them costs more
-    (batch 10,000 in 2 chunks: 16 -> 19 ms a step)."""
+    (batch 10,000 in 2 chunks: 16 -> 19 ms a step). piece_rows: the most rows of a chunked
+    batch's activations kept in one array (0: one array)."""
     sizes = [in_features] + [width] * depth
     self.hidden = nnx.List([Dense(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
     # momentum 0.9 is PyTorch's 0.1: running = 0.9 * running + 0.1 * batch.
     self.norm = BatchNorm(width, momentum=bn_momentum, rngs=rngs) if batchnorm else None
     self.out = Dense(width, num_classes, rngs=rngs)
-    self.chunk = chunk
+    self.chunk, self.piece_rows = chunk, piece_rows
 
   def __call__(self, x, train=False):
     x = x.reshape((x.shape[0], -1))
     n, c = x.shape[0], self.chunk
     # A recording tape (per-example norms) needs the layers called one by one.
     if train and c and n >= 4 * c and tape_lib.current() is None and conv.chunking():
-      x = self._chunked_body(x, c)
-    else:
-      for layer in self.hidden:
-        x = jax.nn.relu(layer(x))
+      return self._chunked(x, c)
+    for layer in self.hidden:
+      x = jax.nn.relu(layer(x))
     if self.norm is not None:
       x = self.norm(x, use_running_average=not train)
     return self.out(x)
 
-  def _chunked_body(self, x, c):
+  def _chunked(self, x, c):
     """The hidden layers over k = round(n / c) chunks of n // k rows (at most k - 1 rows
     left, run as one more), each recomputed for its gradient. Chunk j holds rows j, j + k,
     j + 2k, ..., so that a batch sharded over devices in blocks gives every chunk its
-    share of each device's rows."""
+    share of each device's rows. The whole batch's activations stay in pieces of at most
+    piece_rows rows (whole chunks), normalized together: an array over 32 MiB would get
+    fresh pages at every call (jbatch/cpu_memory.py). Only the logits are put back in
+    the batch's row order."""
     n = x.shape[0]
     k = round(n / c)
     c = n // k
     graphdef, state = nnx.split(self.hidden)
     run = jax.checkpoint(lambda xc: _apply(graphdef, state, xc))
     main = x[:k * c].reshape(c, k, x.shape[1]).swapaxes(0, 1)
-    h = lax.map(run, main).swapaxes(0, 1).reshape(k * c, -1)
-    if k * c == n:
-      return h
-    return jax.numpy.concatenate([h, _apply(graphdef, state, x[k * c:])])
+    groups = -(-k * c // self.piece_rows) if self.piece_rows else 1
+    bounds = [k * g // groups for g in range(groups + 1)]
+    pieces = [lax.map(run, main[a:b]).reshape((b - a) * c, -1) for a, b in zip(bounds, bounds[1:])]
+    if k * c < n:
+      pieces.append(_apply(graphdef, state, x[k * c:]))
+    if self.norm is not None:
+      pieces = self.norm.over_pieces(pieces)
+    logits = [self.out(p) for p in pieces]
+    ordered = jnp.concatenate(logits[:groups]).reshape(k, c, -1).swapaxes(0, 1).reshape(k * c, -1)
+    return jnp.concatenate([ordered] + logits[groups:])
 
 
 def _apply(graphdef, state, x):

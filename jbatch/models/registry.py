@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jbatch import cpu_memory
 from jbatch.errors import UserError
 from jbatch.models import conv, cpu_matmul
 from jbatch.models.cnn import CNN
@@ -109,6 +110,8 @@ def build(config, input_shape, num_classes, seed, platform=None):
   if platform == "cpu":
     if isinstance(model, MLP):
       model.chunk = MLP_CPU_CHUNK  # large training batches in cache-sized chunks (mlp.py)
+      # and their whole-batch activations (float32 at most) in pieces the heap reuses
+      model.piece_rows = cpu_memory.HEAP_BYTES // (4 * model.out.in_features)
     for _, module in nnx.iter_modules(model):
       if isinstance(module, Dense):
         module.dot_general = cpu_matmul.dot_general  # weight gradients in blocks

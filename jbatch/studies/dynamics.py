@@ -186,7 +186,7 @@ def _probe_rows(out, steps_before, probe):
 def _time_probe(engine, probe, train, b, probe_args, repeats=3):
   """Median ms of one probe call on its own: its cost beside a step."""
   xb, yb = train[0][:b], train[1][:b]
-  fn, _ = timing.compile_timed(jax.jit(probe), engine.state, engine.state, xb, yb, probe_args)
+  fn, _ = timing.compile_timed(engine.jit(probe), engine.state, engine.state, xb, yb, probe_args)
   seconds = []
   for _ in range(repeats + 1):
     seconds.append(timing.timed(lambda: fn(engine.state, engine.state, xb, yb, probe_args))[1])

@@ -166,7 +166,7 @@ def _train_step(config, b, size, num_classes):
   engine = Engine(model, optim.make(config.optimizer), mesh)
   x = jax.ShapeDtypeStruct((b, size, size, 3), np.float32)
   y = jax.ShapeDtypeStruct((b,), np.int32)
-  fn, compile_s = timing.compile_timed(jax.jit(engine.train_step, donate_argnums=0),
+  fn, compile_s = timing.compile_timed(engine.jit(engine.train_step, donate_argnums=0),
                                        engine.state, x, y)
   return {"fn": fn, "compile_s": compile_s, "state": engine.state, "device": engine.device}
 

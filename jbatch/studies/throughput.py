@@ -128,7 +128,7 @@ def _run_jax(config, dataset, point):
 
   # XLA's view of one train step at this batch size: FLOPs and planned bytes.
   xb, yb = engine.put(dataset.train_x[:b], dataset.train_y[:b])
-  step_exe, _ = timing.compile_timed(jax.jit(engine.train_step), engine.state, xb, yb)
+  step_exe, _ = timing.compile_timed(engine.jit(engine.train_step), engine.state, xb, yb)
   step_flops = timing.step_flops(engine.train_step, engine.state, xb, yb)
   step_mem = timing.memory(step_exe)
   del xb, yb, step_exe

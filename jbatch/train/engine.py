@@ -10,6 +10,7 @@ import functools
 import jax
 
 from jbatch.bench import timing
+from jbatch import cpu_memory
 from jbatch.train import loop, optim, parallel, state as state_lib
 from jbatch.train.step import make_accumulating_train_step, make_eval_step, make_train_step
 
@@ -24,6 +25,8 @@ class Engine:
     self.train_step = (make_train_step(self.graphdef, tx) if micro_batches == 1 else
                        make_accumulating_train_step(self.graphdef, tx, micro_batches))
     self.batch_sharding = parallel.batch_sharded(mesh)
+    # Every program this engine compiles gets them: jbatch/cpu_memory.py.
+    self.compiler_options = cpu_memory.compiler_options(self.device.platform)
     self._compiled = {}
 
   @property
@@ -41,7 +44,7 @@ class Engine:
   def fused_epoch(self, plan, probe=None, segment=None, trials=False):
     """An epoch of `plan` (train/plan.py) as one compiled call, or one segment of it."""
     return loop.make_fused_epoch(self.train_step, plan, None if trials else self.batch_sharding,
-                                 probe, segment, trials)
+                                 probe, segment, trials, self.compiler_options)
 
   def compiled_epoch(self, plan, segment, args, probe=None, trials=False):
     """fused_epoch compiled once per engine and shape, so that the runs that share an
@@ -56,11 +59,15 @@ class Engine:
     return self._compiled[key], seconds
 
   def host_loop(self, plan):
-    return loop.HostLoop(self.train_step, plan, self.batch_sharding)
+    return loop.HostLoop(self.train_step, plan, self.batch_sharding, self.compiler_options)
+
+  def jit(self, fn, **kwargs):
+    """jax.jit with this engine's compiler options: a program run on its devices."""
+    return jax.jit(fn, compiler_options=self.compiler_options, **kwargs)
 
   def evaluator(self, num_examples, batch_size):
     """jit(engine.weights(), x, y) -> summed metrics over the set."""
-    return _evaluator(self.graphdef, num_examples, batch_size)
+    return _evaluator(self.graphdef, num_examples, batch_size, self.device.platform)
 
   def weights(self):
     """What an evaluation reads: the parameters and the model's own state."""
@@ -86,5 +93,6 @@ class Engine:
 # One evaluation per model and shape, shared by every engine of an equal model (graphdefs of
 # equal models compare equal) whatever its optimizer: the points of a sweep compile it once.
 @functools.lru_cache(maxsize=None)
-def _evaluator(graphdef, num_examples, batch_size):
-  return loop.make_evaluate(make_eval_step(graphdef), num_examples, batch_size)
+def _evaluator(graphdef, num_examples, batch_size, platform):
+  return loop.make_evaluate(make_eval_step(graphdef), num_examples, batch_size,
+                            cpu_memory.compiler_options(platform))

@@ -1,0 +1,48 @@
+"""On a CPU, every call's temporaries come from a heap that is reused, not from fresh pages.
+
+XLA's CPU client mallocs a compiled program's temporaries at every call and frees them
+at its end. It packs them into one block (71 MB for a train step of 20,000 rows of the
+S4 MLP, 197 MB for its full-batch epoch), and glibc serves a block over its mmap
+threshold (32 MiB at most) with fresh pages from the kernel, so every call page-faulted
+all of it: 10,000-48,000 faults per epoch call from batch 10,000 up, 0.2 us to 1 us each.
+An epoch of one or two steps paid them on every step (the 20,000-example set at batch
+10,000 took 2.9x PyTorch eager's time; BENCHMARKS.md, "Per-call temporaries"). So on
+a CPU:
+
+- each program packs its temporaries into heaps of at most HEAP_BYTES (XLA's
+  xla_multiheap_size_constraint_per_heap, passed per compiled program so that a GPU's
+  programs, in the same process, keep their one block from the device's allocator);
+- glibc's mmap threshold is held at its maximum and freed memory is kept (mallopt), so
+  that blocks under 32 MiB come from the heap at every call, not only once glibc's
+  dynamic threshold has happened to grow past them.
+
+A single array over 32 MiB still gets fresh pages each call: the MLP keeps its
+whole-batch activations in pieces under HEAP_BYTES for that reason (models/mlp.py).
+"""
+
+import ctypes
+import functools
+
+HEAP_BYTES = 16_000_000
+MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest (half its 64 MiB arena heap)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def compiler_options(platform):
+  """XLA compiler options for the programs of an engine on this platform (None: defaults)."""
+  if platform != "cpu":
+    return None
+  keep_freed_memory()
+  return {"xla_multiheap_size_constraint_per_heap": HEAP_BYTES}
+
+
+@functools.cache
+def keep_freed_memory():
+  """glibc only (elsewhere nothing is changed): True when both settings took. Process-wide,
+  so PyTorch in the same process (the throughput study's twin) gets the same heap."""
+  try:
+    mallopt = ctypes.CDLL(None).mallopt
+  except (OSError, AttributeError):
+    return False
+  return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+              and mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
