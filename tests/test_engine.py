@@ -135,12 +135,14 @@ def test_cpu_programs_take_their_temporaries_from_a_reused_heap():
   for name, jit in (("engine", eng.jit), ("default", jax.jit)):
     step = jit(eng.train_step).lower(eng.state, x, y).compile()
     assert step.memory_analysis().temp_size_in_bytes > cpu_memory.MMAP_THRESHOLD
-    for _ in range(2):  # the first calls grow the heap
+    per_call = []
+    for _ in range(12):
+      before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
       jax.block_until_ready(step(eng.state, x, y))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
-      jax.block_until_ready(step(eng.state, x, y))
-    faults[name] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+      per_call.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    # The first calls grow the heap, and a call that lands on a worker thread whose arena
+    # has not held it yet grows that one: the typical call is the claim.
+    faults[name] = sorted(per_call)[len(per_call) // 2]
   pages = cpu_memory.MMAP_THRESHOLD // 4096
-  assert faults["default"] > 5 * pages  # every call faults in its block afresh
-  assert faults["engine"] < pages // 10, faults
+  assert faults["default"] > pages, faults  # every call faults in its block afresh
+  assert faults["engine"] < pages // 100, faults
