@@ -117,8 +117,10 @@ def run_vmapped(point, trials, target, eval_batch_size):
   states = engine.put(jax.tree.map(lambda *a: jnp.stack(a), *states))[0]
   seeds = jnp.asarray([t.seed for t in trials])
   keys = lambda e: jax.vmap(lambda s: loop.epoch_key(s, e))(seeds)
-  evaluate = {name: engine.jit(jax.vmap(engine.evaluator(ex.shape[0], eval_batch_size),
-                                     in_axes=(0, None, None)))
+  # the evaluator's own function (__wrapped__): a jit inside this one may not carry
+  # compiler options, and this one carries the engine's
+  evaluate = {name: engine.jit(jax.vmap(engine.evaluator(ex.shape[0], eval_batch_size).__wrapped__,
+                                        in_axes=(0, None, None)))
               for name, (ex, _) in evals.items()}
   n = len(trials)
   histories, hits, dead, test_acc = [[] for _ in trials], [None] * n, [False] * n, [None] * n
