@@ -68,7 +68,7 @@ class JaxVariant:
     self.x, self.y = self.engine.put(data.train_x, data.train_y)
     self.b, self.plan = b, plan_lib.make(data.num_train, b, "drop", epochs=1)
     self.step, self.step_compile_s = timing.compile_timed(
-        jax.jit(self.engine.train_step, donate_argnums=0), self.engine.state,
+        self.engine.jit(self.engine.train_step, donate_argnums=0), self.engine.state,
         self.x[:b], self.y[:b])
     key = loop.epoch_key(0, 0)
     self.epoch, self.epoch_compile_s = timing.compile_timed(

@@ -56,11 +56,11 @@ def _jax_variants(model, b):
   engine = Engine(registry.build(c, data.input_shape, 10, seed=0, platform=kind),
                   optim.make(c.optimizer), parallel.make_mesh(kind, 1))
   x, y = engine.put(data.train_x, data.train_y)
-  step, _ = timing.compile_timed(jax.jit(engine.train_step), engine.state, x, y)
+  step, _ = timing.compile_timed(engine.jit(engine.train_step), engine.state, x, y)
   state = engine.state
   variants = {"jax_step": lambda: step(state, x, y)}
   for method in per_example.METHODS:
-    norms = jax.jit(per_example.make(engine.graphdef, method, min(_CHUNK.value, b)))
+    norms = engine.jit(per_example.make(engine.graphdef, method, min(_CHUNK.value, b)))
     fn, _ = timing.compile_timed(norms, state.params, state.model_state, x, y)
     variants[f"jax_{method}"] = (lambda fn=fn: fn(state.params, state.model_state, x, y))
   return variants, data
