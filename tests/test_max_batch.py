@@ -1,5 +1,7 @@
 """The largest-batch search: exact on a known threshold, and on a real train step's plan."""
 
+import jax
+
 from jbatch import config as config_lib
 from jbatch.bench import max_batch
 from jbatch.models import registry
@@ -14,6 +16,15 @@ def test_search_finds_a_known_threshold_in_few_tries():
     assert len(tried) <= 2 * threshold.bit_length() + 2  # doubling, then bisection
   assert max_batch.largest_batch(lambda b: False)[0] == 0
   assert max_batch.largest_batch(lambda b: True, limit=100)[0] == 100
+
+
+def test_a_search_to_a_resolution_brackets_the_threshold_within_it_in_fewer_tries():
+  for threshold in (1023, 123_456, 190_464):
+    exact, exact_tried = max_batch.largest_batch(lambda b: b <= threshold)
+    best, tried = max_batch.largest_batch(lambda b: b <= threshold, resolution=0.01)
+    over = min(b for b, ok in tried.items() if not ok)
+    assert tried[best] and best < over <= best * 1.01 and best <= threshold < over
+    assert len(tried) < len(exact_tried)
 
 
 def test_guided_search_is_exact_and_short_on_affine_and_stepped_plans():
@@ -40,7 +51,7 @@ def test_largest_batch_of_a_real_step_is_where_its_plan_crosses_the_budget():
   c = config_lib.base()
   engine = Engine(registry.build(c, (32,), 10, seed=0), optim.make(c.optimizer),
                   parallel.make_mesh("cpu", 1))
-  plan = lambda b: max_batch.planned_bytes(engine.jit(engine.train_step), engine.state, (32,), b)
+  plan = lambda b: max_batch.planned_bytes(jax.jit(engine.train_step), engine.state, (32,), b)
   assert plan(2000) > plan(1000) > plan(500)  # the plan grows with the batch
   budget = plan(3000) + 1
   sizes = {}

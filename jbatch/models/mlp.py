@@ -52,9 +52,9 @@ class MLP(nnx.Module):
     left, run as one more), each recomputed for its gradient. Chunk j holds rows j, j + k,
     j + 2k, ..., so that a batch sharded over devices in blocks gives every chunk its
     share of each device's rows. The whole batch's activations stay in pieces of at most
-    piece_rows rows (whole chunks), normalized together: an array over 32 MiB would get
-    fresh pages at every call (jbatch/cpu_memory.py). Only the logits are put back in
-    the batch's row order."""
+    piece_rows rows (whole chunks), normalized together: an array larger than a thread
+    arena's heap would get fresh pages at every call (jbatch/cpu_memory.py). Only the
+    logits are put back in the batch's row order."""
     n = x.shape[0]
     k = round(n / c)
     c = n // k

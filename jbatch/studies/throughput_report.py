@@ -72,9 +72,11 @@ def report(records, workdir, variants):
     out += ["", "Largest batch whose train step fits (seeds/003), searched over compiled "
             "steps (method: whether they also ran):", "",
             report_lib.table(["device", "largest batch", "budget bytes", "planned bytes at it",
-                              "planned bytes one above", "batches compiled", "method"],
+                              "smallest batch over", "planned bytes there", "batches compiled",
+                              "method"],
                              [[r["device_kind"], r["max_batch"], r["memory_budget_bytes"],
-                               r["planned_bytes_at_max"], r["planned_bytes_above"],
+                               r["planned_bytes_at_max"], r.get("smallest_batch_over"),
+                               r.get("planned_bytes_over", r.get("planned_bytes_above")),
                                r["batches_tried"], r["method"]] for r in largest])]
   probe = [r for r in fused if r["batch_size"] in (255, 256, 257, 1000, 1024)]
   if probe:

@@ -25,8 +25,8 @@ class Engine:
     self.train_step = (make_train_step(self.graphdef, tx) if micro_batches == 1 else
                        make_accumulating_train_step(self.graphdef, tx, micro_batches))
     self.batch_sharding = parallel.batch_sharded(mesh)
-    # Every program this engine compiles gets them: jbatch/cpu_memory.py.
-    self.compiler_options = cpu_memory.compiler_options(self.device.platform)
+    # Every program this engine compiles goes through it (jbatch/cpu_memory.py).
+    self.jit = functools.partial(cpu_memory.jit, platform=self.device.platform)
     self._compiled = {}
 
   @property
@@ -44,7 +44,7 @@ class Engine:
   def fused_epoch(self, plan, probe=None, segment=None, trials=False):
     """An epoch of `plan` (train/plan.py) as one compiled call, or one segment of it."""
     return loop.make_fused_epoch(self.train_step, plan, None if trials else self.batch_sharding,
-                                 probe, segment, trials, self.compiler_options)
+                                 probe, segment, trials, self.jit)
 
   def compiled_epoch(self, plan, segment, args, probe=None, trials=False):
     """fused_epoch compiled once per engine and shape, so that the runs that share an
@@ -59,11 +59,7 @@ class Engine:
     return self._compiled[key], seconds
 
   def host_loop(self, plan):
-    return loop.HostLoop(self.train_step, plan, self.batch_sharding, self.compiler_options)
-
-  def jit(self, fn, **kwargs):
-    """jax.jit with this engine's compiler options: a program run on its devices."""
-    return jax.jit(fn, compiler_options=self.compiler_options, **kwargs)
+    return loop.HostLoop(self.train_step, plan, self.batch_sharding, self.jit)
 
   def evaluator(self, num_examples, batch_size):
     """jit(engine.weights(), x, y) -> summed metrics over the set."""
@@ -95,4 +91,4 @@ class Engine:
 @functools.lru_cache(maxsize=None)
 def _evaluator(graphdef, num_examples, batch_size, platform):
   return loop.make_evaluate(make_eval_step(graphdef), num_examples, batch_size,
-                            cpu_memory.compiler_options(platform))
+                            functools.partial(cpu_memory.jit, platform=platform))

@@ -41,7 +41,7 @@ def _gather(x, y, idx, batch_sharding):
 
 
 def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=None,
-                     trials=False, compiler_options=None):
+                     trials=False, jit=jax.jit):
   """jit(state, x, y, key) -> (state, summed metrics) over one epoch of `plan`; state is
   donated.
 
@@ -54,7 +54,7 @@ def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=
   metrics["probes"] holds {"due": (steps,), "values": stacked}.
   trials: state and key carry a leading axis of independent runs (one per LR and
   seed of a search, train/trials.py), all stepped by one program; no probe then.
-  compiler_options: XLA's, for this program (jbatch/cpu_memory.py).
+  jit: what compiles it (jax.jit, or an engine's: jbatch/cpu_memory.py).
   """
   b, n = plan.batch_size, plan.num_train
   if segment is None or segment.steps == plan.steps_per_epoch:
@@ -104,7 +104,7 @@ def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=
     epoch = lambda state, x, y, key, probe_args=None: run(state, x, y, key, 0, probe_args)
   if trials:
     epoch = jax.vmap(epoch, in_axes=(0, None, None, 0) + ((None,) if sliced else ()))
-  return jax.jit(epoch, donate_argnums=0, compiler_options=compiler_options)
+  return jit(epoch, donate_argnums=0)
 
 
 def steps_per_iteration(train_step, state, xb, yb):
@@ -121,7 +121,7 @@ def steps_per_iteration(train_step, state, xb, yb):
 class HostLoop:
   """The same epoch as make_fused_epoch, one Python dispatch per step."""
 
-  def __init__(self, train_step, plan, batch_sharding=None, compiler_options=None):
+  def __init__(self, train_step, plan, batch_sharding=None, jit=jax.jit):
     self.full, self.tail = plan.full_steps, plan.tail
     batch_size, num_train = plan.batch_size, plan.num_train
     # Steps with an all-reduce queued ahead on CPU devices deadlock XLA's in-process
@@ -130,7 +130,6 @@ class HostLoop:
     self.mesh = batch_sharding.mesh if batch_sharding is not None else None
     n_devices = self.mesh.devices.size if self.mesh is not None else 1
     self.sync = n_devices > 1 and self.mesh.devices.flat[0].platform == "cpu"
-    jit = functools.partial(jax.jit, compiler_options=compiler_options)
     self.permute = jit(functools.partial(shuffle.permutation, n=num_train))
 
     # Metrics are summed inside the compiled step: an eager add per step would
@@ -172,7 +171,7 @@ class HostLoop:
     return state, metrics
 
 
-def make_evaluate(eval_step, num_examples, batch_size, compiler_options=None):
+def make_evaluate(eval_step, num_examples, batch_size, jit=jax.jit):
   """jit(weights, x, y) -> summed metrics over the whole set, in fixed-size chunks."""
   batch_size = min(batch_size, num_examples)
   full, tail = divmod(num_examples, batch_size)
@@ -189,7 +188,7 @@ def make_evaluate(eval_step, num_examples, batch_size, compiler_options=None):
       total = add_metrics(total, eval_step(weights, x[full * batch_size:], y[full * batch_size:]))
     return total
 
-  return jax.jit(evaluate, compiler_options=compiler_options)
+  return jit(evaluate)
 
 
 def summarize(metrics):
