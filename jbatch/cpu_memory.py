@@ -40,13 +40,14 @@ TOP_PAD = 64 * 1024 * 1024  # a thread arena's heap size: see keep_freed_memory
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 
 
-def jit(fn, platform, **kwargs):
+def jit(fn, platform, split=True, **kwargs):
   """jax.jit(fn, **kwargs) for a program run on this platform's devices; on a CPU, one
-  whose compiled temporaries are over SINGLE_BLOCK_BYTES is compiled split into heaps."""
+  whose compiled temporaries are over SINGLE_BLOCK_BYTES is compiled split into heaps
+  (split=False: never)."""
   if platform != "cpu":
     return jax.jit(fn, **kwargs)
   keep_freed_memory()
-  return CpuJit(fn, **kwargs)
+  return CpuJit(fn, **kwargs) if split else jax.jit(fn, **kwargs)
 
 
 class CpuJit:

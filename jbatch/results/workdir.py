@@ -86,8 +86,10 @@ def use_compile_cache(path):
           file=sys.stderr)
     return
   import jax
-  jax.config.update("jax_compilation_cache_dir", path)
-  # Most of jbatch's programs compile in well under JAX's default threshold of 1 s.
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = path  # for the studies' own child processes
+  settings = {"jax_compilation_cache_dir": path,
+              # Most of jbatch's programs compile in well under JAX's default threshold of 1 s.
+              "jax_persistent_cache_min_compile_time_secs": 0.2,
+              "jax_persistent_cache_min_entry_size_bytes": 0}
+  for name, value in settings.items():
+    jax.config.update(name, value)
+    os.environ[name.upper()] = str(value)  # for the studies' child processes (determinism)

@@ -90,5 +90,7 @@ class Engine:
 # equal models compare equal) whatever its optimizer: the points of a sweep compile it once.
 @functools.lru_cache(maxsize=None)
 def _evaluator(graphdef, num_examples, batch_size, platform):
+  # Never split (jbatch/cpu_memory.py): an evaluation runs once per epoch or less, so
+  # faulting in its temporaries costs less than compiling it again in every run.
   return loop.make_evaluate(make_eval_step(graphdef), num_examples, batch_size,
-                            functools.partial(cpu_memory.jit, platform=platform))
+                            functools.partial(cpu_memory.jit, platform=platform, split=False))
