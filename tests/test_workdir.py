@@ -7,7 +7,7 @@ import resource
 import subprocess
 import sys
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_python
 
 ACC = [f"--config={REPO}/experiments/accuracy_small.py", "--config.dataset=synthetic",
        "--config.model=mlp", "--config.synthetic.num_test=200", "--config.rules=none",
@@ -43,6 +43,26 @@ def test_a_full_disk_stops_the_run_and_the_next_run_resumes(tmp_path):
   assert "1 of 2 points already done" in again.stderr
   assert [r["batch_size"] for r in _records(workdir)] == [100, 200]
   assert results.read_bytes().startswith(before)
+
+
+def test_the_compile_cache_reaches_the_studies_child_processes_with_its_threshold(
+    tmp_path, monkeypatch):
+  """The determinism modes run in child processes: they must write and load the same cache,
+  and programs under JAX's default 1 s threshold too (they compiled anew in every run)."""
+  import jax
+  from jbatch.results import workdir
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+           "jax_persistent_cache_min_entry_size_bytes")
+  before = {n: getattr(jax.config, n) for n in names}
+  for n in names:
+    monkeypatch.delenv(n.upper(), raising=False)  # restored after the test
+  try:
+    workdir.use_compile_cache(str(tmp_path / "cache"))
+    child = run_python("import jax; print(*(getattr(jax.config, n) for n in %r))" % (names,))
+  finally:
+    for n, value in before.items():
+      jax.config.update(n, value)
+  assert child.stdout.split() == [str(tmp_path / "cache"), "0.2", "0"], child.stderr[-2000:]
 
 
 def test_the_compile_cache_serves_a_second_run_and_a_bad_one_is_only_a_warning(tmp_path):
