@@ -8,6 +8,10 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+# The suite's compiled programs go to a compile cache of its own beside pytest's cache
+# (the CLI's default is under $XDG_CACHE_HOME), not into the user's; every test process
+# and the commands they start inherit it. Delete the folder for a cold run.
+os.environ["XDG_CACHE_HOME"] = os.path.join(REPO, ".pytest_cache", "xdg")
 
 
 def data_dir():
