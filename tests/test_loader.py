@@ -104,6 +104,8 @@ def test_loader_study_runs_every_backend_and_mode(tmp_path):
       assert 0 <= r["wait_fraction"] <= 1
   report = open(tmp_path / "report.md").read()
   assert "The seeds/000 table" in report
+  assert "train step compile s" in report  # as every study's report shows compile seconds
+  assert all(r["step_compile_s"] > 0 for r in records if r["mode"] == "train")
 
 
 def test_determinism_flag_is_set_only_in_its_subprocess(tmp_path):
@@ -123,3 +125,5 @@ def test_determinism_flag_is_set_only_in_its_subprocess(tmp_path):
     assert r["identical"] and len(set(r["params_sha256"])) == 1 and r["step_ms_median"] > 0
   # Both modes train the same run: the same parameters.
   assert records["default"]["params_sha256"] == records["deterministic"]["params_sha256"]
+  assert "compile s (first run)" in open(tmp_path / "report.md").read()
+  assert all(r["compile_s"] > 0 for r in records.values())

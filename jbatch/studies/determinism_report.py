@@ -20,7 +20,8 @@ def report(records, workdir):
     base = by.get((kind, b, "default"))
     rows.append([kind, r["device_name"], b, mode, r["step_ms_median"],
                  r["step_ms_median"] / base["step_ms_median"] if base else None,
-                 "yes" if r["identical"] else "no", r["xla_flags"] or "-"])
+                 "yes" if r["identical"] else "no", r.get("compile_s"), r["xla_flags"] or "-"])
   out += ["", report_lib.table(["device", "name", "batch", "mode", "ms/step", "vs default",
-                                "identical parameters", "XLA_FLAGS"], rows)]
+                                "identical parameters", "compile s (first run)", "XLA_FLAGS"],
+                               rows)]
   return "\n".join(out)

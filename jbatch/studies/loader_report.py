@@ -26,11 +26,12 @@ def report(records, workdir):
     rows.setdefault((r["backend"], r["workers"]), {})[r["mode"]] = r
   out += ["", report_lib.table(
       ["backend", "workers", "alone images/s", "alone ms/batch", "train ms/batch",
-       "waiting for input", "first batch s"],
+       "waiting for input", "first batch s", "train step compile s"],
       [[b, w, m.get("alone", {}).get("images_per_sec"), m.get("alone", {}).get("batch_ms_median"),
         m.get("train", {}).get("batch_ms_median"),
         f"{m['train']['wait_fraction']:.0%}" if "train" in m else None,
-        (m.get("alone") or m.get("train"))["first_batch_s"]]
+        (m.get("alone") or m.get("train"))["first_batch_s"],
+        m.get("train", {}).get("step_compile_s")]
        for (b, w), m in sorted(rows.items())])]
   out += ["", "### The seeds/000 table: seconds per batch by workers (train step fed)", ""]
   backends = sorted({b for b, _ in rows})
