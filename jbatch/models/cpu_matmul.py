@@ -6,18 +6,23 @@ transposing copy) run at 60-90 GFLOP/s on a 2-core CPU, a third of the forward
 product's rate and of what PyTorch's sgemm gets for the same shape; at batch 10,000
 and 20,000 the seven weight gradients were half of a train step, and the reason
 torch.compile was faster there. Cut into blocks of ROWS rows, each transposed once
-and multiplied as a batch of short products (64 x ROWS times ROWS x 64), the same sum
-runs 1.1-1.6x faster (BENCHMARKS.md, "Large batches on the CPU"). The values are
-those of x.T @ g up to the order of the float32 sums.
+and multiplied as a batch of short products, the same sum runs 1.1-1.6x faster
+(BENCHMARKS.md, "Large batches on the CPU"). The blocks transposed are g's, not x's: g
+has just been computed (by the ReLU's backward mask) and is still in cache when it is
+copied, where x is an activation of the forward pass, long since evicted; with that
+and blocks of 64 rows rather than 256, a train step of 10,000 rows is 1.2x faster
+(BENCHMARKS.md, "The weight gradient from g's blocks"). The values are those of x.T @ g up
+to the order of the float32 sums.
 """
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-ROWS = 256  # rows per block: 64 x 256 floats per operand, well inside a core's L2
-MIN_ROWS = 2048  # large batches only; at 1,000 rows the blocks were 0.22 vs 0.26 ms alone,
-# not measured inside a step
+ROWS = 64  # rows per block: 64 x 64 floats per operand, inside a core's L1 and L2
+# Blocked from this many rows: a train step of the S4 MLP was 1.15x faster blocked at batch
+# 1,000 and 1.05x at 256, but 0.88x at 100, where a whole product fits in cache anyway.
+MIN_ROWS = 512
 _PLAIN = (((1,), (0,)), ((), ()))
 
 
@@ -48,16 +53,17 @@ _matmul.defvjp(_forward, _backward)
 
 
 def weight_gradient(x, g):
-  """x.T @ g as a sum over blocks of ROWS rows (the rows past the last whole block: one
-  plain product). The barrier keeps the blocks' transpose a real copy: folded into the
-  product as a layout, it sends the product back to the slow kernel."""
-  n = x.shape[0]
+  """x.T @ g as (g.T @ x).T, a sum over blocks of ROWS rows of g's transposed blocks
+  times x's (the rows past the last whole block: one plain product). The barrier keeps
+  the blocks' transpose a real copy: folded into the product as a layout, it sends the
+  product back to the slow kernel."""
+  n = g.shape[0]
   blocks = n // ROWS
   m = blocks * ROWS
-  xt = lax.optimization_barrier(jnp.swapaxes(x[:m].reshape(blocks, ROWS, x.shape[1]), 1, 2))
+  gt = lax.optimization_barrier(jnp.swapaxes(g[:m].reshape(blocks, ROWS, g.shape[1]), 1, 2))
   # float32 sums: a bfloat16 run (precision) adds hundreds of blocks
-  out = jnp.matmul(xt, g[:m].reshape(blocks, ROWS, g.shape[1]),
+  out = jnp.matmul(gt, x[:m].reshape(blocks, ROWS, x.shape[1]),
                    preferred_element_type=jnp.float32).sum(0)
   if m < n:
-    out += jnp.matmul(x[m:].T, g[m:], preferred_element_type=jnp.float32)
-  return out
+    out += jnp.matmul(g[m:].T, x[m:], preferred_element_type=jnp.float32)
+  return out.T

@@ -24,10 +24,14 @@ class MLP(nnx.Module):
 
   def __init__(self, in_features, num_classes, *, depth=6, width=64, batchnorm=True,
                bn_momentum=0.9, chunk=0, piece_rows=0, rngs):
-    """chunk: rows per chunk of a training batch of at least four chunks (0: never); below
-    that the whole batch's activations mostly fit in cache and recomputing them costs more
-    (batch 10,000 in 2 chunks: 16 -> 19 ms a step). piece_rows: the most rows of a chunked
-    batch's activations kept in one array (0: one array)."""
+    """chunk: rows per chunk of a training batch of at least four chunks, and half as many
+    rows per chunk for a batch of four to eight half-chunks (0: never chunked); below that
+    the whole batch's activations mostly fit in cache and recomputing them costs more
+    (batch 10,000 in 2 chunks: 16 -> 19 ms a step). Half-chunks, not the whole batch,
+    because there the whole batch's temporaries (80 MB at 20,000 rows) are over what one
+    heap holds and JAX's compile cache could not store its program (cpu_memory.py);
+    in half-chunks they are 25 MB, for a step 1.08x slower. piece_rows: the most rows of
+    a chunked batch's activations kept in one array (0: one array)."""
     sizes = [in_features] + [width] * depth
     self.hidden = nnx.List([Dense(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
     # momentum 0.9 is PyTorch's 0.1: running = 0.9 * running + 0.1 * batch.
@@ -38,6 +42,8 @@ class MLP(nnx.Module):
   def __call__(self, x, train=False):
     x = x.reshape((x.shape[0], -1))
     n, c = x.shape[0], self.chunk
+    if n < 4 * c:
+      c //= 2
     # A recording tape (per-example norms) needs the layers called one by one.
     if train and c and n >= 4 * c and tape_lib.current() is None and conv.chunking():
       return self._chunked(x, c)

@@ -67,7 +67,9 @@ HEADS = {"mlp": "out", "cnn": "out", "mobilenet_v2": "classifier", "resnet18": "
          "vgg": "classifier"}
 
 
-MLP_CPU_CHUNK = 4096  # rows: a chunk's activations (6 x 4096 x 64 floats) stay in cache
+# rows: a chunk's activations (6 x 8192 x 64 floats) stay in the last-level cache; the full
+# S4 batch ran 1.09x faster in chunks of 8,192 than of 4,096 (BENCHMARKS.md, 2026-12-07)
+MLP_CPU_CHUNK = 8192
 # What matrix products and convolutions compute in; None: their inputs' dtype (float32).
 PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
 
