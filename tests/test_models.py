@@ -89,8 +89,9 @@ def test_a_chunked_mlp_step_gives_the_unchunked_gradients_and_batch_statistics()
   y = jax.random.randint(jax.random.key(2), (x.shape[0],), 0, 10)
   out = {}
   # (chunk, piece_rows): unchunked; chunked in one piece; in 2 pieces of 2 chunks;
-  # in 3 pieces of 1, 1 and 2 chunks
-  for chunk, piece_rows, loops in ((0, 0, 0), (50, 0, 1), (50, 100, 2), (50, 70, 3)):
+  # in 3 pieces of 1, 1 and 2 chunks; 203 rows are under 4 chunks of 100: in 4 half-chunks
+  for chunk, piece_rows, loops in ((0, 0, 0), (50, 0, 1), (50, 100, 2), (50, 70, 3),
+                                   (100, 0, 1)):
     model = registry.build(c, (32,), 10, seed=0, platform="cpu")
     model.chunk, model.piece_rows = chunk, piece_rows
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -101,7 +102,7 @@ def test_a_chunked_mlp_step_gives_the_unchunked_gradients_and_batch_statistics()
     text = jax.jit(lambda p: loss(p, rest, x, y, True)[0]).lower(params).as_text()
     assert text.count("stablehlo.while") == loops  # each piece's chunks are a loop
   plain = out[0, 0]
-  for key in [(50, 0), (50, 100), (50, 70)]:
+  for key in [(50, 0), (50, 100), (50, 70), (100, 0)]:
     np.testing.assert_allclose(out[key][0], plain[0], rtol=1e-6)
     for a, b in zip(sum(out[key][1:], []), sum(plain[1:], [])):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -7,10 +7,10 @@ product's rate and of what PyTorch's sgemm gets for the same shape; at batch 10,
 and 20,000 the seven weight gradients were half of a train step, and the reason
 torch.compile was faster there. Cut into blocks of ROWS rows, each transposed once
 and multiplied as a batch of short products, the same sum runs 1.1-1.6x faster
-(BENCHMARKS.md, "Large batches on the CPU"). The blocks transposed are g's, not x's: g
-has just been computed (by the ReLU's backward mask) and is still in cache when it is
-copied, where x is an activation of the forward pass, long since evicted; with that
-and blocks of 64 rows rather than 256, a train step of 10,000 rows is 1.2x faster
+(BENCHMARKS.md, "Large batches on the CPU"). The blocks transposed are g's, not x's (g
+has just been written by the ReLU's backward mask and is likely still in cache when it
+is copied; x is an activation of the forward pass): with that and blocks of 64 rows
+rather than 256, a train step of 10,000 rows is 1.2x faster
 (BENCHMARKS.md, "The weight gradient from g's blocks"). The values are those of x.T @ g up
 to the order of the float32 sums.
 """
