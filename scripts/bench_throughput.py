@@ -3,6 +3,8 @@
   python scripts/bench_throughput.py [--epochs=3] [--num_train=135844] [--batch_sizes=100,1000,10000,full]
       [--torch_compile] [--device_kind=cpu] [--precision=float32|bfloat16]
   python scripts/bench_throughput.py --unroll=1,2,4,8 --batch_sizes=100   # steps per scan iteration
+  python scripts/bench_throughput.py --block_rows=64,256 --batch_sizes=1000,10000   # weight-gradient blocks
+  python scripts/bench_throughput.py --chunk_rows=4096,8192 --batch_sizes=full      # MLP chunks on a CPU
 
 Prints median epoch seconds per variant and the ratios torch_eager/jax_fused
 and jax_host/jax_fused (>1: fused JAX is faster). Each variant compiles and
@@ -21,6 +23,7 @@ from absl import app, flags
 
 from jbatch.bench import timing
 from jbatch.data import registry
+from jbatch.models import cpu_matmul, registry as model_registry
 from jbatch.studies import throughput
 from jbatch.train import loop, point as point_lib
 
@@ -34,6 +37,10 @@ _PRECISION = flags.DEFINE_string("precision", "float32", "float32 or bfloat16 (b
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "alternating rounds; the best median of each is kept")
 _UNROLL = flags.DEFINE_list("unroll", [], "instead: fused JAX with each of these steps per scan "
                             "iteration (loop.UNROLL) beside PyTorch eager, at --batch_sizes")
+_BLOCK_ROWS = flags.DEFINE_list("block_rows", [], "instead: fused JAX with each of these rows "
+                                "per weight-gradient block (cpu_matmul.ROWS) beside PyTorch eager")
+_CHUNK_ROWS = flags.DEFINE_list("chunk_rows", [], "instead: fused JAX with each of these rows per "
+                                "MLP chunk on a CPU (registry.MLP_CPU_CHUNK) beside PyTorch eager")
 
 
 def main(_):
@@ -42,8 +49,11 @@ def main(_):
   config.epochs = _EPOCHS.value
   config.precision = _PRECISION.value
   dataset = registry.load(config)
-  if _UNROLL.value:
-    return unroll_sweep(config, dataset)
+  for values, module, name in ((_UNROLL.value, loop, "UNROLL"),
+                               (_BLOCK_ROWS.value, cpu_matmul, "ROWS"),
+                               (_CHUNK_ROWS.value, model_registry, "MLP_CPU_CHUNK")):
+    if values:
+      return setting_sweep(config, dataset, module, name, values)
   variants = ["jax_fused", "jax_host", "torch_eager"] + (["torch_compile"] if _COMPILE.value else [])
   print(f"S4 MLP, {dataset.num_train} examples, {config.epochs} epochs per round, "
         f"device {_KIND.value}, last batch {config.last_batch}, {config.precision}")
@@ -92,24 +102,24 @@ def roofline(config, dataset, fused_step_s):
           f"{max(by_flops, by_bytes) / step_s:>7.0%}", flush=True)
 
 
-def unroll_sweep(config, dataset):
-  """torch eager / fused JAX for each unroll (applied to steps under loop.SMALL_STEP_FLOPS)."""
-  print(f"unroll sweep, {_KIND.value}; torch_eager s / fused s per batch size")
+def setting_sweep(config, dataset, module, name, values):
+  """torch eager / fused JAX with module.<name> set to each value in turn, read when a point
+  traces its step (loop.UNROLL applies to steps under loop.SMALL_STEP_FLOPS)."""
+  print(f"{name} sweep, {_KIND.value}; torch_eager s / fused s per batch size")
   for b in _BATCHES.value:
     b = dataset.num_train if b == "full" else int(b)
     best = {}
     for _ in range(_ROUNDS.value):
-      for u in _UNROLL.value + ["torch"]:
-        framework, variant = ("torch", "torch_eager") if u == "torch" else ("jax", "jax_fused")
-        if u != "torch":
-          loop.UNROLL = int(u)
+      for v in values + ["torch"]:
+        framework, variant = ("torch", "torch_eager") if v == "torch" else ("jax", "jax_fused")
+        if v != "torch":
+          setattr(module, name, int(v))
         point = {"framework": framework, "variant": variant, "device_kind": _KIND.value,
                  "batch_size": b}
         s = throughput.run_point(config, dataset, point)["epoch_s_median"]
-        best[u] = min(best.get(u, s), s)
-    print(f"batch {b}: " + ", ".join(f"unroll {u}: {best['torch'] / best[u]:.2f}x"
-                                     for u in _UNROLL.value), flush=True)
-
+        best[v] = min(best.get(v, s), s)
+    print(f"batch {b}: " + ", ".join(f"{name} {v}: {best['torch'] / best[v]:.2f}x"
+                                     for v in values), flush=True)
 
 if __name__ == "__main__":
   app.run(main)
