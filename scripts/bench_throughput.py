@@ -12,10 +12,12 @@ warms up first; compile time is printed apart. The variants alternate within
 a batch size so that machine noise hits them alike.
 
 Then the fused step against this machine's practical peaks, measured in the same run
-(timing.practical_peaks: a large matrix product's FLOP/s, a large array copy's bytes/s):
-XLA's flops and bytes per step (the optimized program, chunked layers counted whole),
-the step's rates, the resource whose peak bounds it (the longer of flops/peak FLOP/s
-and bytes/peak bytes/s) and the fraction of that bound the step reaches.
+(timing.practical_peaks: a large matrix product's FLOP/s, a large array copy's bytes/s,
+each the best of 15 calls, the range of the calls printed): XLA's flops and bytes per
+step (the optimized program, chunked layers counted whole), the step's rates, the
+fraction of each peak it reaches, the resource that bounds it (the longer of
+flops/peak FLOP/s and bytes/peak bytes/s), and for a chunked step the FLOPs it runs
+(its hidden layers' forward products twice) and their fraction of the FLOP peak.
 """
 
 import jax
@@ -23,7 +25,7 @@ from absl import app, flags
 
 from jbatch.bench import timing
 from jbatch.data import registry
-from jbatch.models import cpu_matmul, registry as model_registry
+from jbatch.models import cpu_matmul, mlp, registry as model_registry
 from jbatch.studies import throughput
 from jbatch.train import loop, point as point_lib
 
@@ -82,24 +84,33 @@ def main(_):
 def roofline(config, dataset, fused_step_s):
   """The fused step of each batch size against the practical peaks of its device. The
   epoch's mean step (epoch seconds / steps) includes what an epoch adds to its steps:
-  the shuffle, the gather of the batch, a short last batch."""
+  the shuffle, the gather of the batch, a short last batch. XLA counts the step
+  unchunked, the FLOPs a step needs; a chunked CPU step (mlp.chunks) also runs its
+  hidden layers' forward products a second time, for the gradient: "run" counts those."""
   device = jax.devices(_KIND.value)[0]
-  peak_flops, peak_bytes = timing.practical_peaks(device)
-  print(f"\npractical peaks of {device.device_kind}: {peak_flops / 1e9:.0f} GFLOP/s (a 2048^3 "
-        f"float32 product; 8192^3 on a GPU), {peak_bytes / 1e9:.1f} GB/s (an array copy)")
+  peak_flops, peak_bytes, rates = timing.practical_peaks(device)
+  span = lambda r: f"calls {min(r) / 1e9:.0f}-{max(r) / 1e9:.0f}"
+  print(f"\npractical peaks of {device.device_kind}, the best of {len(rates['flops'])} calls: "
+        f"{peak_flops / 1e9:.0f} GFLOP/s (a 2048^3 float32 product; 8192^3 on a GPU; "
+        f"{span(rates['flops'])}), {peak_bytes / 1e9:.1f} GB/s (a 1 GiB array scaled in "
+        f"place; {span(rates['bytes'])})")
   print(f"{'batch':>7} {'step ms':>8} {'GFLOP':>7} {'MB':>7} {'GFLOP/s':>8} {'GB/s':>6} "
-        f"{'bound':>6} {'of bound':>8}")
+        f"{'of FLOP':>8} {'of copy':>8} {'bound':>6} {'run GFLOP':>10} {'of FLOP, run':>12}")
+  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, 0, _KIND.value)
   for b, step_s in fused_step_s.items():
     p = point_lib.setup(config, dataset, batch_size=b, seed=config.seed,
                         device_kind=_KIND.value, plan=throughput._plan(config, b, dataset.num_train))
     xb, yb = p.engine.put(dataset.train_x[:b], dataset.train_y[:b])
     c = timing.step_cost(p.engine.train_step, p.engine.state, xb, yb, compiled=True)
     flops, nbytes = c["flops"], c["bytes_accessed"]
-    by_flops, by_bytes = flops / peak_flops, nbytes / peak_bytes
-    bound = "FLOP/s" if by_flops >= by_bytes else "bytes"
+    of_flops, of_bytes = flops / peak_flops / step_s, nbytes / peak_bytes / step_s
+    split = mlp.chunks(b, model.chunk) if device.platform == "cpu" else None
+    run_flops = flops + (2 * split[0] * split[1] * sum(
+        layer.in_features * layer.out_features for layer in model.hidden) if split else 0)
     print(f"{b:>7} {1e3 * step_s:>8.2f} {flops / 1e9:>7.2f} {nbytes / 1e6:>7.0f} "
-          f"{flops / step_s / 1e9:>8.0f} {nbytes / step_s / 1e9:>6.1f} {bound:>6} "
-          f"{max(by_flops, by_bytes) / step_s:>7.0%}", flush=True)
+          f"{flops / step_s / 1e9:>8.0f} {nbytes / step_s / 1e9:>6.1f} {of_flops:>8.0%} "
+          f"{of_bytes:>8.0%} {'FLOP/s' if of_flops >= of_bytes else 'bytes':>6} "
+          f"{run_flops / 1e9:>10.2f} {run_flops / peak_flops / step_s:>12.0%}", flush=True)
 
 
 def setting_sweep(config, dataset, module, name, values):

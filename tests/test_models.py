@@ -108,6 +108,19 @@ def test_a_chunked_mlp_step_gives_the_unchunked_gradients_and_batch_statistics()
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_the_chunk_rule_counted_by_hand():
+  """mlp.chunks: whole chunks from four of them up, half-chunks from four half-chunks up,
+  k = round(n / c) chunks of n // k rows; what the benchmark's products-alone ceiling
+  reads too."""
+  from jbatch.models.mlp import chunks
+  assert chunks(135_844, 8192) == (17, 7990)  # 16.58 chunks -> 17 of 7,990 rows, 14 left
+  assert chunks(32_768, 8192) == (4, 8192)
+  assert chunks(32_767, 8192) == (8, 4095)  # under 4 chunks: half-chunks of 4,096
+  assert chunks(20_000, 8192) == (5, 4000)
+  assert chunks(16_383, 8192) is None and chunks(10_000, 8192) is None
+  assert chunks(203, 100) == (4, 50) and chunks(10 ** 6, 0) is None
+
+
 def test_the_blocked_weight_gradient_is_the_plain_one():
   """On a CPU a dense layer of MIN_ROWS rows or more takes its weight gradient as a sum
   over blocks of ROWS rows (cpu_matmul.py): the same gradients as lax.dot_general's, in

@@ -74,25 +74,36 @@ def step_flops(fn, *args):
   return step_cost(fn, *args)["flops"]
 
 
-def practical_peaks(device):
-  """(FLOP/s, bytes/s) this device reaches: a large float32 matrix product; a large array
-  scaled in place (read once, written once; donated, so that no call writes to fresh
-  pages: on a CPU their page faults, not the memory, would set the rate). Each the best
-  of 5 calls. The roofline a step is held to (scripts/bench_throughput.py)."""
+def practical_peaks(device, rounds=3):
+  """(FLOP/s, bytes/s, rates): the best this device reaches in a large float32 matrix
+  product and in a large array scaled in place (read once, written once; donated, so
+  that no call writes to fresh pages: on a CPU their page faults, not the memory, would
+  set the rate), and every timed call's rates, {"flops": [...], "bytes": [...]}. The
+  roofline a step is held to (scripts/bench_throughput.py).
+
+  The best of many calls in several rounds, each round with a fresh array and the two
+  measurements alternating: on the 2-core VMs of this project the copy runs at about
+  64 GB/s or about 115 GB/s, switching between the two within a run (numpy's copy on
+  one or two threads: a steady 64), and the best of 5 calls in one place gave either
+  one, which flipped the bound of a step from one run to the next."""
   side = 2048 if device.platform == "cpu" else 8192
   copy_floats = 2 ** 28  # 1 GiB: past any CPU's last-level cache
   a = jax.device_put(np.ones((side, side), np.float32), device)
-  x = [jax.device_put(np.ones(copy_floats, np.float32), device)]
   matmul = jax.jit(lambda a: a @ a)
   scale = jax.jit(lambda x: x * 0.5, donate_argnums=0)
+  rates = {"flops": [], "bytes": []}
+  for _ in range(rounds):
+    x = [jax.device_put(np.ones(copy_floats, np.float32), device)]
 
-  def scale_in_place():
-    x[0] = scale(x[0])
-    return x[0]
+    def scale_in_place():
+      x[0] = scale(x[0])
+      return x[0]
 
-  matmul_s = min(median_seconds(lambda: matmul(a), 1, warmup=1) for _ in range(5))
-  copy_s = min(median_seconds(scale_in_place, 1, warmup=1) for _ in range(5))
-  return 2 * side ** 3 / matmul_s, 2 * 4 * copy_floats / copy_s
+    for _ in range(5):
+      rates["flops"].append(2 * side ** 3 / median_seconds(lambda: matmul(a), 1, warmup=1))
+      rates["bytes"].append(2 * 4 * copy_floats / median_seconds(scale_in_place, 1, warmup=1))
+    del x
+  return max(rates["flops"]), max(rates["bytes"]), rates
 
 
 def memory(compiled):

@@ -41,29 +41,25 @@ class MLP(nnx.Module):
 
   def __call__(self, x, train=False):
     x = x.reshape((x.shape[0], -1))
-    n, c = x.shape[0], self.chunk
-    if n < 4 * c:
-      c //= 2
+    split = chunks(x.shape[0], self.chunk)
     # A recording tape (per-example norms) needs the layers called one by one.
-    if train and c and n >= 4 * c and tape_lib.current() is None and conv.chunking():
-      return self._chunked(x, c)
+    if train and split and tape_lib.current() is None and conv.chunking():
+      return self._chunked(x, *split)
     for layer in self.hidden:
       x = jax.nn.relu(layer(x))
     if self.norm is not None:
       x = self.norm(x, use_running_average=not train)
     return self.out(x)
 
-  def _chunked(self, x, c):
-    """The hidden layers over k = round(n / c) chunks of n // k rows (at most k - 1 rows
-    left, run as one more), each recomputed for its gradient. Chunk j holds rows j, j + k,
+  def _chunked(self, x, k, c):
+    """The hidden layers over k chunks of c rows (chunks(); at most k - 1 rows left, run
+    as one more), each recomputed for its gradient. Chunk j holds rows j, j + k,
     j + 2k, ..., so that a batch sharded over devices in blocks gives every chunk its
     share of each device's rows. The whole batch's activations stay in pieces of at most
     piece_rows rows (whole chunks), normalized together: an array larger than a thread
     arena's heap would get fresh pages at every call (jbatch/cpu_memory.py). Only the
     logits are put back in the batch's row order."""
     n = x.shape[0]
-    k = round(n / c)
-    c = n // k
     graphdef, state = nnx.split(self.hidden)
     run = jax.checkpoint(lambda xc: _apply(graphdef, state, xc))
     main = x[:k * c].reshape(c, k, x.shape[1]).swapaxes(0, 1)
@@ -77,6 +73,17 @@ class MLP(nnx.Module):
     logits = [self.out(p) for p in pieces]
     ordered = jnp.concatenate(logits[:groups]).reshape(k, c, -1).swapaxes(0, 1).reshape(k * c, -1)
     return jnp.concatenate([ordered] + logits[groups:])
+
+
+def chunks(n, chunk):
+  """(k, rows): a training batch of n rows runs its hidden layers as k chunks of rows =
+  n // k rows, k = round(n / c), where c = chunk for a batch of at least four chunks and
+  chunk // 2 for one of four to eight half-chunks; None: unchunked (MLP's docstring)."""
+  c = chunk if n >= 4 * chunk else chunk // 2
+  if not c or n < 4 * c:
+    return None
+  k = round(n / c)
+  return k, n // k
 
 
 def _apply(graphdef, state, x):
