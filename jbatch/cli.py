@@ -108,6 +108,7 @@ def main(argv):
     if multi or (workers is None and distributed.launcher_detected()):
       distributed.join(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                        _INIT_TIMEOUT.value, _HEARTBEAT_TIMEOUT.value)
+      distributed.watch(error_line)
     config_json = json.dumps(config.to_dict(), sort_keys=True, default=str)
     distributed.check_same(config_json)
     studies = plan(config)
@@ -127,15 +128,14 @@ def main(argv):
   except Exception as e:
     if distributed.process_count() == 1 or isinstance(e, UserError):
       raise
-    line = distributed.lost(e)
-    if line is None:
-      traceback.print_exc()
-    else:
-      error_line(line)
+    distributed.lost(e)  # a lost process: the watcher says so and ends this one
+    traceback.print_exc()
     distributed.exit(3)
   distributed.finished()
   if distributed.is_primary() and "JBATCH_WORKER" not in os.environ:  # --workers: the parent's
     print(f"report: {os.path.join(workdir, 'report.md')}")
+  if distributed.joined():
+    distributed.exit(0)
 
 
 def _run(config, config_json, studies, workdir):

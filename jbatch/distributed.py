@@ -7,10 +7,13 @@ runs the same sweep in lockstep over one mesh of every process's devices;
 process 0 alone reads and writes the run folder and tells the others what it
 decided (`agree`, through the coordinator's key-value store).
 
-A process that dies makes the others' next collective fail (gloo sees the
-connection reset) and the coordinator's heartbeat names it; `lost` turns
-that into one line. Recoverability is on so that the runtime does not abort
-the survivors before they have said which process was lost.
+A process that dies is seen by a watcher thread in every other process (`watch`):
+as soon as the coordinator's heartbeat no longer hears it, the watcher ends its
+process with one line naming it. The main thread cannot always see it itself: a
+collective fails at once (gloo sees the connection reset), but a barrier waits,
+and Orbax waits at one after every checkpoint's commit. Recoverability is on so
+that the runtime does not abort the survivors before they have said which
+process was lost.
 """
 
 import hashlib
@@ -19,12 +22,16 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 
 from jbatch.errors import UserError
 
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _KV_TIMEOUT_MS = 10 * 60 * 1000  # process 0 may spend minutes loading data before it answers
+_WATCH_EVERY_S = 1.0
+_leaving = threading.Event()  # every process has finished, or this one is leaving: stop watching
+_watch = {"rounds": 0, "failure": None, "heartbeat_s": 20}
 
 
 def check_flags(address, num_processes, process_id, workers):
@@ -77,6 +84,7 @@ def join(address=None, num_processes=None, process_id=None, init_timeout=30,
     raise UserError(f"could not join the job through {where} within --init_timeout="
                     f"{init_timeout}s ({_first_line(exc)}); start process 0 (which hosts it) "
                     "and check the address and port") from exc
+  _watch["heartbeat_s"] = heartbeat_timeout
 
 
 def joined():
@@ -88,9 +96,10 @@ def joined():
 
 def exit(code):
   """sys.exit, but a process of a job leaves at once: the runtime's own shutdown at exit
-  races the other processes' and can abort this one."""
+  races the other processes' and can abort this one (and the watcher's pending call)."""
   if not joined():
     sys.exit(code)
+  _leaving.set()
   sys.stdout.flush()
   sys.stderr.flush()
   if is_primary():
@@ -146,9 +155,11 @@ def agree(name, decide):
 
 def finished():
   """Every process has finished; process 0 (the coordinator's host) must not exit before
-  the others have read its last answers (recoverable tasks have no shutdown barrier)."""
+  the others have read its last answers (recoverable tasks have no shutdown barrier), and
+  leaves through exit() once it has said where the report is."""
   if process_count() > 1:
     _client().wait_at_barrier("jbatch/finished", _KV_TIMEOUT_MS)
+    _leaving.set()  # the others leave now: not lost
     if not is_primary():
       exit(0)
 
@@ -191,21 +202,53 @@ def check_same(config_json):
                       f"{prints[0][what]}); give every process {change}")
 
 
-def lost(exc):
-  """The line for a multi-process run that cannot go on because the coordinator no longer
-  hears some process (asking waits up to the heartbeat timeout); None if all are alive."""
+def watch(report):
+  """Starts the watcher of a multi-process run: a daemon thread that, once the coordinator
+  no longer hears some process, calls report(line) and ends this process with exit status
+  3, wherever its main thread is waiting (Orbax's barrier after a checkpoint's commit
+  waits up to 10 minutes: tests/test_distributed.py's survivor hung there in 1 of 14
+  kills under load). get_live_nodes returns once every live process has asked (a dead
+  one after the heartbeat timeout), so every process's watcher asks once a second and
+  they meet; the heartbeat is the runtime's own, kept by a thread of its own, so a busy
+  process is never taken for a lost one."""
   import jax
-  everyone = list(range(process_count()))
-  try:
-    live = set(_client().get_live_nodes(everyone))
-    gone = [i for i in everyone if i not in live]
-  except Exception:  # the coordinator itself (process 0) is gone
-    gone = [0] if jax.process_index() != 0 else []
-  if not gone:
-    return None
-  return (f"process {', '.join(map(str, gone))} of {len(everyone)} was lost "
-          f"({_first_line(exc)}); the results written so far are intact: run the same "
-          "command again on every process to resume from the last checkpoint")
+  everyone, me = list(range(process_count())), jax.process_index()
+
+  def run():
+    while not _leaving.is_set():
+      try:
+        live = set(_client().get_live_nodes(everyone))
+        gone = [i for i in everyone if i not in live]
+      except Exception:  # the coordinator itself (process 0) is gone
+        gone = [0] if me != 0 else []
+      _watch["rounds"] += 1
+      if gone and not _leaving.is_set():
+        report(_lost_line(gone, len(everyone), _watch["failure"]))
+        exit(3)
+      _leaving.wait(_WATCH_EVERY_S)
+
+  if len(everyone) > 1:
+    threading.Thread(target=run, name="jbatch-watch", daemon=True).start()
+
+
+def lost(exc):
+  """The main thread's step of a multi-process run failed with exc: if a process was lost,
+  the watcher ends this process with the line (naming exc too) while this waits for its
+  verdict; returns once a whole round of the watcher began after the failure and found
+  every process alive, or after twice the heartbeat timeout (then the failure is this
+  process's own)."""
+  _watch["failure"] = _first_line(exc)
+  start = _watch["rounds"]
+  deadline = time.monotonic() + 2 * _watch["heartbeat_s"] + 10
+  while _watch["rounds"] < start + 2 and time.monotonic() < deadline:
+    time.sleep(0.1)
+
+
+def _lost_line(gone, count, failure):
+  cause = f" ({failure})" if failure else ""
+  return (f"process {', '.join(map(str, gone))} of {count} was lost{cause}; the results "
+          "written so far are intact: run the same command again on every process to "
+          "resume from the last checkpoint")
 
 
 def _first_line(exc):

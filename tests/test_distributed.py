@@ -141,6 +141,41 @@ def test_a_killed_process_stops_the_others_and_the_same_command_resumes(tmp_path
   assert [h["epoch"] for h in rec["history"]] == list(range(1, 9))
 
 
+WAIT_AT_A_BARRIER = """
+import os, signal, sys, time
+from jbatch import distributed
+distributed.join(sys.argv[1], 2, int(sys.argv[2]), init_timeout=30, heartbeat_timeout=3)
+distributed.watch(lambda line: os.write(2, f"lost: {line}\\n".encode()))
+if distributed.is_primary():  # as Orbax waits after a checkpoint's commit: no collective fails
+  distributed._client().wait_at_barrier("never-reached", 10 * 60 * 1000)
+else:
+  time.sleep(2)
+  os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_process_waiting_at_a_barrier_stops_when_another_is_killed():
+  """The watcher (distributed.watch), not the main thread, sees the loss: process 0 waits
+  at a barrier of the coordinator that process 1 never reaches, where no collective
+  fails, and still stops within about the heartbeat timeout (3 s), with one line."""
+  port = free_port()
+  procs = [subprocess.Popen([sys.executable, "-c", WAIT_AT_A_BARRIER, f"127.0.0.1:{port}", str(i)],
+                            cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for i in range(2)]
+  try:
+    _, err = procs[0].communicate(timeout=60)
+    procs[1].communicate(timeout=60)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  assert procs[1].returncode == -signal.SIGKILL
+  assert procs[0].returncode == 3
+  lines = [l for l in err.splitlines() if l.startswith("lost: ")]
+  assert lines == ["lost: process 1 of 2 was lost; the results written so far are intact: run "
+                   "the same command again on every process to resume from the last checkpoint"]
+
+
 def test_processes_with_different_configs_refuse_naming_the_one_that_differs(tmp_path):
   with processes(2, SUITE, tmp_path / "run",
                  extra=lambda i: ["--config.accuracy.epochs=3"] if i == 1 else []) as procs:

@@ -110,13 +110,13 @@ def test_a_chunked_mlp_step_gives_the_unchunked_gradients_and_batch_statistics()
 
 def test_the_chunk_rule_counted_by_hand():
   """mlp.chunks: whole chunks from four of them up, half-chunks from four half-chunks up,
-  k = round(n / c) chunks of n // k rows; what the benchmark's products-alone ceiling
-  reads too."""
+  k = round(n / c) chunks of n // k rows; what the benchmark's count of the FLOPs a
+  chunked step runs reads too."""
   from jbatch.models.mlp import chunks
   assert chunks(135_844, 8192) == (17, 7990)  # 16.58 chunks -> 17 of 7,990 rows, 14 left
   assert chunks(32_768, 8192) == (4, 8192)
   assert chunks(32_767, 8192) == (8, 4095)  # under 4 chunks: half-chunks of 4,096
-  assert chunks(20_000, 8192) == (5, 4000)
+  assert chunks(20_000, 8192) == (5, 4000) and chunks(16_384, 8192) == (4, 4096)
   assert chunks(16_383, 8192) is None and chunks(10_000, 8192) is None
   assert chunks(203, 100) == (4, 50) and chunks(10 ** 6, 0) is None
 

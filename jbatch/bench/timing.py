@@ -83,9 +83,10 @@ def practical_peaks(device, rounds=3):
 
   The best of many calls in several rounds, each round with a fresh array and the two
   measurements alternating: on the 2-core VMs of this project the copy runs at about
-  64 GB/s or about 115 GB/s, switching between the two within a run (numpy's copy on
-  one or two threads: a steady 64), and the best of 5 calls in one place gave either
-  one, which flipped the bound of a step from one run to the next."""
+  64 GB/s or about 115 GB/s (numpy's copy on one or two threads: a steady 64), switching
+  between the two within a run or holding one for a whole run. The best of 5 calls gave
+  either, and flipped the bound of a step from one run to the next; more calls make the
+  high one likelier to be seen, not certain, so the benchmark prints both fractions."""
   side = 2048 if device.platform == "cpu" else 8192
   copy_floats = 2 ** 28  # 1 GiB: past any CPU's last-level cache
   a = jax.device_put(np.ones((side, side), np.float32), device)
