@@ -155,16 +155,29 @@ def _run(config, config_json, studies, workdir):
         with open(tmp, "w") as f:
           json.dump(config.to_dict(), f, indent=2, default=str)
         os.replace(tmp, os.path.join(workdir, "config.json"))
+      # The report after every study that added records (a long sweep's partial report),
+      # and once at the end if none did: drawing it takes seconds (its plots, the
+      # critical-batch bootstrap), which a rerun of a finished sweep paid once per study.
+      written, records = False, _records_size(workdir)
       for module, cfg in studies:
         module.run(cfg, workdir)
-        if primary:
+        if primary and _records_size(workdir) != records:
           report.write(workdir, STUDIES)
+          written, records = True, _records_size(workdir)
+      if primary and not written:
+        report.write(workdir, STUDIES)
   except claims.Busy:
     raise
   except UserError as e:  # found once data was loaded, or a full disk
     if primary and not claims.any_worker(workdir):  # others' sweep goes on: leave it be
       snapshot.restore()
     fail(str(e))
+
+
+def _records_size(workdir):
+  from jbatch.results import store
+  path = os.path.join(workdir, store.RESULTS_FILE)
+  return os.path.getsize(path) if os.path.exists(path) else 0
 
 
 def run():
