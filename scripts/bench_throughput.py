@@ -132,5 +132,6 @@ def setting_sweep(config, dataset, module, name, values):
     print(f"batch {b}: " + ", ".join(f"{name} {v}: {best['torch'] / best[v]:.2f}x"
                                      for v in values), flush=True)
 
+
 if __name__ == "__main__":
   app.run(main)
