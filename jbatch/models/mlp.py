@@ -2,9 +2,9 @@
 
 On a CPU a large training batch runs its hidden layers over chunks of about
 `chunk` rows (half that under four chunks; chunks()), each recomputed in the
-backward pass (jax.checkpoint) instead of kept: a chunk's activations stay in the CPU's caches, while the whole batch's
-(6 layers x batch x 64 floats, 35 MB each at 135,844) stream to and from
-memory at a few GB/s, which bounded the step (a train step of 20,000 rows
+backward pass (jax.checkpoint) instead of kept: a chunk's activations stay in
+the CPU's caches, while the whole batch's (6 layers x batch x 64 floats, 35 MB
+each at 135,844) stream to and from memory at a few GB/s, which bounded the step (a train step of 20,000 rows
 56 -> 35 ms, of 135,844 390 -> 306 ms; BENCHMARKS.md, "Large batches on the
 CPU"). BatchNorm still normalizes over the whole batch: only the per-example
 layers before it are chunked, so the numbers are those of the unchunked network
