@@ -159,8 +159,8 @@ def _run(config, config_json, studies, workdir):
       # and once at the end if none did: drawing it takes seconds (its plots, the
       # critical-batch bootstrap), which a rerun of a finished sweep paid once per study.
       written, records = False, _records_size(workdir)
-      for module, cfg in studies:
-        module.run(cfg, workdir)
+      for module, cfg, workload in studies:
+        module.run(cfg, workload, workdir)
         if primary and _records_size(workdir) != records:
           report.write(workdir, STUDIES)
           written, records = True, _records_size(workdir)

@@ -24,6 +24,10 @@ def base():
   c.synthetic = ml_collections.ConfigDict(dict(
       num_train=135_844, num_test=10_000, input_shape=(32,), num_classes=10))
   c.train_subset = 0  # N > 0: train on the first N training examples only
+  # A user's workload instead of model + dataset: FILE.py:NAME or pkg.module:NAME, where
+  # NAME(workload_config) returns a jbatch.workloads.Workload (docs/workloads.md).
+  c.workload = ""
+  c.workload_config = ml_collections.ConfigDict()
   c.model = "mlp"
   # Convolutions: auto picks per platform (im2col on CPU, XLA's elsewhere; models/conv.py).
   c.conv_impl = "auto"
@@ -80,8 +84,13 @@ def check_devices(batch_size, n_devices, num_train, last_batch):
 
 
 def fingerprint(config, ignore=("batch_sizes", "study")):
-  """A short hash of what a run depends on, so resumes skip only truly finished work."""
+  """A short hash of what a run depends on, so resumes skip only truly finished work.
+  A user workload's origin, settings and code hash are in it (workloads.bind); a built-in
+  run's hash is what it was before workloads existed, so its finished runs are kept."""
   d = {k: v for k, v in config.to_dict().items() if k not in ignore}
+  if not d.get("workload"):
+    for k in ("workload", "workload_config", "workload_hash"):
+      d.pop(k, None)
   return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

@@ -60,7 +60,7 @@ def _jax_variants(model, b):
   state = engine.state
   variants = {"jax_step": lambda: step(state, x, y)}
   for method in per_example.METHODS:
-    norms = engine.jit(per_example.make(engine.graphdef, method, min(_CHUNK.value, b)))
+    norms = engine.jit(per_example.make(engine.graphdef, engine.workload, method, min(_CHUNK.value, b)))
     fn, _ = timing.compile_timed(norms, state.params, state.model_state, x, y)
     variants[f"jax_{method}"] = (lambda fn=fn: fn(state.params, state.model_state, x, y))
   return variants, data

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jbatch import workloads
 from jbatch.data import synthetic
 from jbatch.results import scaling
 from jbatch.studies import critical_batch
@@ -98,7 +99,8 @@ def _small_point(vmapped):
   c.num_devices = 1
   ds = synthetic.make(1200, 200, (16,), 10, seed=0).hold_out(200)
   plan = plan_lib.make(ds.num_train, 50, "partial", examples=6000, eval_every_examples=200)
-  return c, ds, point_lib.setup(c, ds, batch_size=50, seed=0, plan=plan, inject=True)
+  w = workloads.from_config(c)
+  return c, ds, point_lib.setup(c, w, ds, batch_size=50, seed=0, plan=plan, inject=True)
 
 
 def test_vmapped_trials_equal_trials_run_one_by_one():

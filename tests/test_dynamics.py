@@ -48,14 +48,14 @@ def test_probes_leave_training_unchanged_and_measure_the_state_they_see():
   init = jax.tree.map(np.array, eng.state.params)
   start = jax.tree.map(np.array, eng.state)
   plan = plan_lib.make(1030, 100, "partial", epochs=1)
-  probe = schedule.Probe(eng.graphdef, _probe_cfg(every=11), plan, eng.mesh)
+  probe = schedule.Probe(eng, _probe_cfg(every=11), plan)
   args = (jax.tree.map(jax.numpy.copy, eng.state.params), x[:64], y[:64])
   probed = eng.fused_epoch(plan, probe=probe)
   state, metrics = probed(eng.state, x, y, loop.epoch_key(0, 0), args)
   plain_state, plain_metrics = eng.fused_epoch(plan)(
       start, x, y, loop.epoch_key(0, 0))
   np.testing.assert_array_equal(_flat(state.params), _flat(plain_state.params))
-  assert int(metrics["correct"]) == int(plain_metrics["correct"])
+  assert int(metrics["acc"]) == int(plain_metrics["acc"])
   out = jax.device_get(metrics["probes"])
   assert np.flatnonzero(out["due"]).tolist() == [0, 10]  # the first step, then every 11th
   values = out["values"]
@@ -68,7 +68,7 @@ def test_probes_leave_training_unchanged_and_measure_the_state_they_see():
   assert values["update"][10] == pytest.approx(
       np.linalg.norm(_flat(state.params) - _flat(ten.params)), rel=1e-4)
   assert values["distance"][5] == 0  # not a probe step: nothing computed
-  first = per_example.make(eng.graphdef, "vmap", 8)(init, start.model_state, x[:64], y[:64])
+  first = per_example.make(eng.graphdef, eng.workload, "vmap", 8)(init, start.model_state, x[:64], y[:64])
   np.testing.assert_allclose(values["sq_norms"][0], first["sq_norms"], rtol=1e-5)
 
 
@@ -81,9 +81,8 @@ def test_a_probe_of_the_current_batch_skips_the_short_last_one():
   x, y = eng.put(ds.train_x, ds.train_y)
   plan = plan_lib.make(1030, 100, "partial", epochs=1)
   for method in ("fast", "vmap"):
-    probe = schedule.Probe(eng.graphdef, _probe_cfg(every=1, batch="current", method=method,
-                                                    chunk=20),
-                           plan, eng.mesh)
+    probe = schedule.Probe(eng, _probe_cfg(every=1, batch="current", method=method, chunk=20),
+                           plan)
     args = (jax.tree.map(jax.numpy.copy, eng.state.params), x[:64], y[:64])
     state, metrics = eng.fused_epoch(plan, probe=probe)(
         jax.tree.map(np.array, eng.state), x, y, loop.epoch_key(0, 0), args)
@@ -97,8 +96,8 @@ def test_probes_due_by_examples_seen():
   c = config_lib.base()
   ds = synthetic.make(1030, 10, (32,), 10, seed=0)
   eng = _engine(c, ds)
-  probe = schedule.Probe(eng.graphdef, _probe_cfg(every_examples=250),
-                         plan_lib.make(1030, 100, "partial", epochs=1), eng.mesh)
+  probe = schedule.Probe(eng, _probe_cfg(every_examples=250),
+                         plan_lib.make(1030, 100, "partial", epochs=1))
   due = [int(i) for i in range(22) if probe.due(np.int32(i))]
   # examples seen after step i+1: 100, 200, ..., 1000, 1030, then 1130, ...: multiples of 250
   # are crossed at 300, 500, 800, 1000, then 1280 (step 13), 1530 (15), 1780 (18), 2030 (20).

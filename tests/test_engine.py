@@ -91,7 +91,7 @@ def test_evaluate_counts_every_test_example():
   m = eng.evaluator(1234, 500)(eng.weights(), tx, ty)
   assert int(m["count"]) == 1234
   logits = eng.model()(jnp.asarray(ds.test_x), train=False)
-  assert int(m["correct"]) == int((jnp.argmax(logits, -1) == ds.test_y).sum())
+  assert int(m["acc"]) == int((jnp.argmax(logits, -1) == ds.test_y).sum())
 
 
 def test_optimizers_follow_pytorch_conventions():

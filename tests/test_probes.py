@@ -15,6 +15,7 @@ from jbatch import config as config_lib
 from jbatch.errors import UserError
 from jbatch.models import conv, registry
 from jbatch.probes import noise_scale, per_example, sharpness
+from jbatch.workloads.builtin import CLASSIFIER
 
 
 def _model(name, shape, **settings):
@@ -61,8 +62,8 @@ def test_fast_norms_equal_vmap_norms_and_mean_is_batch_gradient(name, shape, set
   if chunked:
     monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
   graphdef, params, state, x, y = _model(name, shape, **settings)
-  fast = jax.jit(per_example.make(graphdef, "fast", 0))(params, state, x, y)
-  slow = jax.jit(per_example.make(graphdef, "vmap", 8))(params, state, x, y)
+  fast = jax.jit(per_example.make(graphdef, CLASSIFIER, "fast", 0))(params, state, x, y)
+  slow = jax.jit(per_example.make(graphdef, CLASSIFIER, "vmap", 8))(params, state, x, y)
   np.testing.assert_allclose(fast["sq_norms"], slow["sq_norms"], rtol=1e-5)
   assert fast["sq_norms"].shape == (8,) and np.all(np.asarray(fast["sq_norms"]) > 0)
 
@@ -79,9 +80,9 @@ def test_fast_norms_equal_vmap_norms_and_mean_is_batch_gradient(name, shape, set
 def test_vmap_chunk_must_divide_the_batch():
   graphdef, params, state, x, y = _model("mlp", (20,))
   with pytest.raises(UserError, match="chunk 3 does not divide the probe batch 8"):
-    per_example.make(graphdef, "vmap", 3)(params, state, x, y)
+    per_example.make(graphdef, CLASSIFIER, "vmap", 3)(params, state, x, y)
   with pytest.raises(UserError, match="unknown per-example method"):
-    per_example.make(graphdef, "ghost", 4)
+    per_example.make(graphdef, CLASSIFIER, "ghost", 4)
 
 
 def _regression(m, b, d=10, sigma=1.0, seed=0):

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from jbatch import config as config_lib  # noqa: E402
-from jbatch.data import synthetic  # noqa: E402
+from jbatch import workloads  # noqa: E402
 from jbatch.models import registry  # noqa: E402
 from jbatch.torch_ref import models as torch_models, train as torch_train  # noqa: E402
 from jbatch.train import optim, parallel  # noqa: E402
@@ -21,17 +21,20 @@ def test_outputs_and_three_sgd_steps_match(model):
   c.model = model
   c.cnn.channels, c.cnn.hidden, c.cnn.batchnorm = (4, 8), 16, True
   shape = (32,) if model == "mlp" else (10, 10, 1)
-  ds = synthetic.make(96, 8, shape, 10, seed=0)
+  c.synthetic.num_train, c.synthetic.num_test, c.synthetic.input_shape = 96, 8, shape
+  workload = workloads.from_config(c)
+  ds = workloads.load_data(c, workload)
   eng = Engine(registry.build(c, shape, 10, seed=0), optim.make(c.optimizer),
                parallel.make_mesh("cpu", 1))
-  tmodel = torch_models.copy_from_flax(torch_models.build(c, shape, 10), eng.model())
+  # the workload's twin, made with the weights of its JAX model at the config's seed (0)
+  runner = torch_train.TorchRunner(c, workload, ds, "cpu")
+  tmodel = runner.model
   x = ds.train_x[:32]
   with torch.no_grad():
     tmodel.train()
     t_out = tmodel(torch.from_numpy(x)).numpy()
   np.testing.assert_allclose(eng.model()(jnp.asarray(x), train=True), t_out, rtol=1e-4, atol=1e-5)
 
-  runner = torch_train.TorchRunner(c, ds, "cpu", model=tmodel)
   step = jax.jit(eng.train_step)
   state = eng.state
   for i in range(3):

@@ -28,20 +28,30 @@ from jbatch.bench import timing
 RESOLUTION = 0.01  # of the batch: the plan itself wiggles by about this much
 
 
-def planned_bytes(step, state, example_shape, batch_size):
+def example_spec(dataset):
+  """((shape, dtype) of one input, of one target): what a batch of the dataset is made of."""
+  return ((dataset.train_x.shape[1:], dataset.train_x.dtype),
+          (dataset.train_y.shape[1:], dataset.train_y.dtype))
+
+
+def _spec(example, batch_size):
+  if not isinstance(example[0], tuple):  # an input shape alone: class labels beside it
+    example = ((tuple(example), jnp.float32), ((), jnp.int32))
+  return [((batch_size, *shape), dtype) for shape, dtype in example]
+
+
+def planned_bytes(step, state, example, batch_size):
   """XLA's planned bytes for one train step at this batch size (compiled, not run).
-  step: the jitted train step."""
-  x = jax.ShapeDtypeStruct((batch_size, *example_shape), jnp.float32)
-  y = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+  step: the jitted train step; example: example_spec(dataset), or an input shape."""
+  x, y = (jax.ShapeDtypeStruct(*a) for a in _spec(example, batch_size))
   compiled = step.lower(state, x, y).compile()
   return timing.memory(compiled).get("xla_total_bytes")
 
 
-def runs(step, state, example_shape, batch_size):
+def runs(step, state, example, batch_size):
   """Whether the step runs once at this batch size (False on out-of-memory)."""
   try:
-    x = jnp.zeros((batch_size, *example_shape), jnp.float32)
-    y = jnp.zeros((batch_size,), jnp.int32)
+    x, y = (jnp.zeros(*a) for a in _spec(example, batch_size))
     jax.block_until_ready(step(state, x, y))
     return True
   except Exception as exc:  # XlaRuntimeError: RESOURCE_EXHAUSTED
@@ -113,7 +123,7 @@ def affine_guess(sizes, budget):
   return guess
 
 
-def search(engine, example_shape, memory_budget=0):
+def search(engine, example, memory_budget=0):
   """The largest batch whose train step fits on the engine's first device: XLA's plan
   within the budget (memory_budget bytes; 0: budget_bytes' default) and, off the CPU,
   one real step. Returns the record fields."""
@@ -125,10 +135,10 @@ def search(engine, example_shape, memory_budget=0):
   planned = {}
 
   def fits(b):
-    planned[b] = planned_bytes(step, state, example_shape, b)
+    planned[b] = planned_bytes(step, state, example, b)
     if planned[b] is None or planned[b] > budget:
       return False
-    return on_cpu or runs(step, state, example_shape, b)
+    return on_cpu or runs(step, state, example, b)
 
   best, tried = largest_batch(fits, guess=affine_guess(planned, budget), resolution=RESOLUTION)
   over = min((b for b, ok in tried.items() if not ok and b > best), default=None)

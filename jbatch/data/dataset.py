@@ -1,4 +1,4 @@
-"""The in-memory dataset every source returns."""
+"""The in-memory dataset every source and workload returns."""
 
 import dataclasses
 
@@ -9,10 +9,10 @@ import numpy as np
 class Dataset:
   name: str
   train_x: np.ndarray  # float32, (N, features) or (N, H, W, C)
-  train_y: np.ndarray  # int32 class labels
+  train_y: np.ndarray  # int32 class labels, or a workload's targets of any shape
   test_x: np.ndarray
   test_y: np.ndarray
-  num_classes: int
+  num_classes: int | None = None  # None: not a classifier
   val_x: np.ndarray | None = None  # a validation split held out of the training set
   val_y: np.ndarray | None = None
 

@@ -58,13 +58,19 @@ def _check_source(config):
 
 def load(config):
   check(config)
-  dataset = _load_source(config).first(config.get("train_subset", 0))
+  return subset(config, load_source(config), config.dataset)
+
+
+def subset(config, dataset, name):
+  """train_subset and validation_examples applied to a loaded dataset, its values checked."""
+  dataset = dataset.first(config.get("train_subset", 0))
   held = config.get("validation_examples", 0)
   if held >= dataset.num_train:
     raise UserError(f"validation_examples={held} is not smaller than the {dataset.num_train} "
                     "training examples; hold out fewer")
-  _check_values(dataset.hold_out(held), name=config.dataset)
-  return dataset.hold_out(held)
+  dataset = dataset.hold_out(held)
+  _check_values(dataset, name=name)
+  return dataset
 
 
 def _check_values(dataset, name):
@@ -76,11 +82,14 @@ def _check_values(dataset, name):
   if dataset.val_x is not None:
     splits["validation"] = (dataset.val_x, dataset.val_y)
   for split, (x, y) in splits.items():
-    bad = np.flatnonzero((y < 0) | (y >= dataset.num_classes))
+    bad = (np.flatnonzero((y < 0) | (y >= dataset.num_classes)) if dataset.num_classes
+           else np.zeros(0, int))
     if bad.size:
       raise UserError(f"dataset {name}: {bad.size} {split} label(s) outside [0, "
                       f"{dataset.num_classes}), the first {int(y[bad[0]])} at example "
                       f"{int(bad[0])}; the labels file is corrupt: replace it")
+    if not np.issubdtype(x.dtype, np.floating):
+      continue  # integer inputs (tokens) are finite
     finite = np.isfinite(x)
     if not finite.all():
       first = int(np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))[0])
@@ -89,7 +98,8 @@ def _check_values(dataset, name):
                       "data")
 
 
-def _load_source(config):
+def load_source(config):
+  """The named source as it is: all its training examples."""
   name = config.dataset
   if name == "synthetic":
     s = config.synthetic

@@ -120,15 +120,40 @@ def build(config, input_shape, num_classes, seed, platform=None):
   return set_precision(model, config.get("precision", "float32"))
 
 
+# Layers whose products set_precision reaches (their `dtype` is the computation's), and
+# layers that keep float32 by design (normalizations); jbatch's own are in both families.
+PRODUCT_LAYERS = (Dense, conv.Conv, nnx.Linear, nnx.Conv, nnx.ConvTranspose, nnx.Einsum,
+                  nnx.LinearGeneral, nnx.Embed)
+FLOAT32_LAYERS = (nnx.BatchNorm, nnx.LayerNorm, nnx.RMSNorm, nnx.GroupNorm)
+
+
 def set_precision(model, precision):
   """Every matrix product and convolution of the model computes in `precision`; the
   parameters stay float32 (their gradients and the optimizer too), BatchNorm normalizes
-  in float32, and the loss takes float32 logits (train/step.py)."""
+  in float32, and the loss takes float32 predictions (train/step.py). A model with
+  parameters outside the layers it knows is refused: they would stay float32 while the
+  record says otherwise."""
   dtype = PRECISIONS[precision]
+  if dtype is not None:
+    check_precision(model, precision)
   for _, module in nnx.iter_modules(model):
-    if isinstance(module, (Dense, conv.Conv)):
+    if isinstance(module, PRODUCT_LAYERS) and not isinstance(module, nnx.Embed):
       module.dtype = dtype
   return model
+
+
+def check_precision(model, precision):
+  known = set()
+  for path, module in nnx.iter_modules(model):
+    if isinstance(module, PRODUCT_LAYERS + FLOAT32_LAYERS):
+      for sub, _ in nnx.iter_graph(module):
+        known.add(tuple(path) + tuple(sub))
+  for path, _ in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    if tuple(path) not in known:
+      raise UserError(f"precision={precision} reaches the products of nnx.Linear, Conv, "
+                      f"Einsum and jbatch's layers; parameter {'.'.join(map(str, path))} is in "
+                      "another layer and would stay float32: build it from those layers or "
+                      "set --config.precision=float32")
 
 
 def count_params(model):

@@ -27,7 +27,7 @@ from flax import nnx
 from jbatch.errors import UserError
 from jbatch.models.conv import images_per_chunk, map_chunks, taps
 from jbatch.models import tape as tape_lib
-from jbatch.train.step import cross_entropy
+from jbatch.train.step import predict_losses
 
 METHODS = ("fast", "vmap")
 
@@ -36,11 +36,11 @@ def sq_norm(tree):
   return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
 
 
-def eval_losses(graphdef, params, model_state, x, y):
-  """Per-example losses with BatchNorm in evaluation mode (what every probe differentiates)."""
+def eval_losses(graphdef, workload, params, model_state, x, y):
+  """The workload's per-example losses with BatchNorm in evaluation mode (what every probe
+  differentiates)."""
   model = nnx.merge(graphdef, params, model_state, copy=True)
-  logits = model(x, train=False)
-  return cross_entropy(logits, y)
+  return predict_losses(workload, model, x, y, False)[1]
 
 
 def check_chunk(batch_size, chunk):
@@ -49,11 +49,11 @@ def check_chunk(batch_size, chunk):
                     "pick a chunk that divides it")
 
 
-def make_vmap(graphdef, chunk):
+def make_vmap(graphdef, workload, chunk):
   """(params, model_state, x, y) -> {sq_norms, grad_sum}; chunk must divide len(x)."""
 
   def one_grad(params, model_state, x, y):
-    return jax.grad(lambda p: eval_losses(graphdef, p, model_state, x[None], y[None])[0])(params)
+    return jax.grad(lambda p: eval_losses(graphdef, workload, p, model_state, x[None], y[None])[0])(params)
 
   def norms(params, model_state, x, y):
     n = x.shape[0]
@@ -65,14 +65,14 @@ def make_vmap(graphdef, chunk):
       return sq, jax.tree.map(lambda g: g.sum(0), grads)
 
     xs = x.reshape(n // chunk, chunk, *x.shape[1:])
-    ys = y.reshape(n // chunk, chunk)
+    ys = y.reshape(n // chunk, chunk, *y.shape[1:])
     sq, sums = lax.map(per_chunk, (xs, ys))
     return {"sq_norms": sq.reshape(n), "grad_sum": jax.tree.map(lambda g: g.sum(0), sums)}
 
   return norms
 
 
-def make_fast(graphdef):
+def make_fast(graphdef, workload):
   """(params, model_state, x, y) -> {sq_norms, grad_sum} without per-example gradients."""
 
   def norms(params, model_state, x, y):
@@ -80,7 +80,7 @@ def make_fast(graphdef):
     # state filled in while tracing, and only its static part is read after.
     shape_tape = tape_lib.Tape()
     with tape_lib.recording(shape_tape):
-      jax.eval_shape(lambda p: eval_losses(graphdef, p, model_state, x, y), params)
+      jax.eval_shape(lambda p: eval_losses(graphdef, workload, p, model_state, x, y), params)
     covered = sum(e.num_params for e in shape_tape.entries)
     total = sum(leaf.size for leaf in jax.tree.leaves(params))
     if covered != total:
@@ -90,7 +90,7 @@ def make_fast(graphdef):
     def summed_loss(p, perturbations):
       tape = tape_lib.Tape(perturbations)
       with tape_lib.recording(tape):
-        losses = eval_losses(graphdef, p, model_state, x, y)
+        losses = eval_losses(graphdef, workload, p, model_state, x, y)
       return losses.sum(), [e.arrays for e in tape.entries]
 
     zeros = [jnp.zeros(o.shape, o.dtype) for o in shape_tape.outputs]
@@ -168,7 +168,8 @@ def _batchnorm(static, inputs, delta):
 _LAYER_SQ_NORMS = {"dense": _dense, "conv": _conv, "batchnorm": _batchnorm}
 
 
-def make(graphdef, method, chunk):
+def make(graphdef, workload, method, chunk):
   if method not in METHODS:
     raise UserError(f"unknown per-example method {method!r}; choose one of {', '.join(METHODS)}")
-  return make_fast(graphdef) if method == "fast" else make_vmap(graphdef, chunk)
+  return make_fast(graphdef, workload) if method == "fast" else make_vmap(graphdef, workload,
+                                                                          chunk)

@@ -67,11 +67,14 @@ def check(cfg, batch_sizes, n_devices):
 
 class Probe:
 
-  def __init__(self, graphdef, cfg, plan, mesh):
-    """plan: the run's train/plan.Plan, which says how many examples a step count is."""
-    self.graphdef, self.cfg, self.plan = graphdef, cfg, plan
+  def __init__(self, engine, cfg, plan):
+    """engine: the run's (its model, workload and mesh); plan: the run's train/plan.Plan,
+    which says how many examples a step count is."""
+    self.graphdef, self.workload, self.cfg, self.plan = (engine.graphdef, engine.workload, cfg,
+                                                         plan)
+    mesh = engine.mesh
     self.probes_tail = cfg.batch == "fixed"  # a short last batch is probed on the fixed one
-    self.norms = per_example.make(graphdef, cfg.method, cfg.chunk)
+    self.norms = per_example.make(self.graphdef, self.workload, cfg.method, cfg.chunk)
     self.mesh = mesh if mesh.devices.size > 1 else None
     self.groups = mesh.devices.size if self.mesh is not None else cfg.groups
 
@@ -108,7 +111,7 @@ class Probe:
   def _mean_grad(self, model_state):
     def mean_grad(params, x, y):
       return jax.grad(
-          lambda p: per_example.eval_losses(self.graphdef, p, model_state, x, y).mean())(params)
+          lambda p: per_example.eval_losses(self.graphdef, self.workload, p, model_state, x, y).mean())(params)
     return mean_grad
 
 

@@ -1,7 +1,8 @@
-"""Study names -> modules (each has default_config, validate, run and report), and the
-validation of a config that names one study or a suite of them."""
+"""Study names -> modules (each has default_config, validate(config, workload),
+run(config, workload, workdir) and report), and the validation of a config that names
+one study or a suite of them."""
 
-from jbatch import distributed
+from jbatch import distributed, workloads
 from jbatch.errors import UserError
 from jbatch.studies import accuracy, critical_batch, determinism, dynamics, loader, throughput
 
@@ -9,8 +10,10 @@ STUDIES = {m.NAME: m for m in (throughput, accuracy, dynamics, loader, determini
                                critical_batch)}
 
 
-def plan(config):
-  """[(study module, its config)], every one validated; raises UserError."""
+def plan(config, workload=None):
+  """[(study module, its config, its workload)], every one validated; raises UserError.
+  workload: an in-memory one (the Python API) for every study; None: each config's own
+  (workloads.from_config)."""
   if config.study == "suite":
     names = list(config.suite)
     configs = [config.get(n) for n in names]
@@ -26,6 +29,8 @@ def plan(config):
       able = ", ".join(n for n, m in STUDIES.items() if getattr(m, "MULTI_PROCESS", False))
       raise UserError(f"study {name} runs in one process; run it without --num_processes "
                       f"(studies that span several processes: {able})")
-    STUDIES[name].validate(cfg)
-    out.append((STUDIES[name], cfg))
+    w = workload or workloads.from_config(cfg)
+    cfg = workloads.bind(cfg, w)
+    STUDIES[name].validate(cfg, w)
+    out.append((STUDIES[name], cfg, w))
   return out

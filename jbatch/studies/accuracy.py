@@ -13,10 +13,8 @@ number of classes differs.
 import ml_collections
 from flax import nnx
 
-from jbatch import config as config_lib
-from jbatch.data import registry as data_registry
+from jbatch import config as config_lib, workloads
 from jbatch.errors import UserError
-from jbatch.models import registry as model_registry
 from jbatch.results import sweep
 from jbatch.studies import accuracy_report
 from jbatch.train import checkpoint, parallel, plan as plan_lib, point as point_lib, schedules
@@ -57,20 +55,25 @@ def default_config():
   return c
 
 
-def validate(config):
-  num_train = data_registry.check(config)
-  model_registry.check(config)
+def validate(config, workload):
+  num_train = workloads.check(config, workload)
   for init in config_lib.names(config.inits):
     if init not in INITS:
       raise UserError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
   if "pretrained" in config_lib.names(config.inits):
+    if workload.head is None:
+      raise UserError(f"inits=pretrained swaps the output layer, and workload {workload.name} "
+                      "names none: set its head, or use inits=random")
     _check_pretrained_meta(config)
   if not config.seeds:
     raise UserError("seeds is empty; give at least one, e.g. --config.seeds=0")
   if config.checkpoint_every < 0 or config.eval_train_examples < 0:
     raise UserError("checkpoint_every and eval_train_examples must be >= 0")
   point_lib.check(config, num_train, config_lib.names(config.optimizers),
-                  config_lib.names(config.rules))
+                  config_lib.names(config.rules), workload)
+  if config.target_acc and "acc" not in workload.metrics:
+    raise UserError(f"target_acc={config.target_acc}, but workload {workload.name} reports no "
+                    "accuracy; set --config.target_acc=0")
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
     plan_lib.check_batch_sizes(config, sizes, num_train)
@@ -87,9 +90,9 @@ def _check_pretrained_meta(config):
   want = point_lib.model_meta(config)
   if meta.get("model") != want["model"] or meta.get("model_config") != want["model_config"]:
     raise UserError(f"checkpoint {directory} holds model {meta.get('model')!r} "
-                    f"{meta.get('model_config')}, this config builds {config.model!r} "
-                    f"{config.get(config.model).to_dict()}; use the same model settings as "
-                    "the pre-training run")
+                    f"{meta.get('model_config')}, this config builds {want['model']!r} "
+                    f"{want['model_config']}; use the same model settings as the "
+                    "pre-training run")
 
 
 def grid(config, num_train):
@@ -110,31 +113,30 @@ def grid(config, num_train):
   return points
 
 
-def run(config, workdir):
-  dataset = data_registry.load(config)
+def run(config, workload, workdir):
+  dataset = workloads.load_data(config, workload)
   pretrained = None
   if "pretrained" in config_lib.names(config.inits):
     pretrained = checkpoint.find_finished(config.init_checkpoint)[0]
-    _check_pretrained_fits(config, dataset, pretrained)  # before any point runs
+    _check_pretrained_fits(config, workload, pretrained)  # before any point runs
   points = grid(config, dataset.num_train)
   sweep.run(NAME, config, workdir, points,
-            lambda p: _train_point(config, dataset, p, workdir, pretrained))
+            lambda p: _train_point(config, workload, dataset, p, workdir, pretrained))
 
 
-def _check_pretrained_fits(config, dataset, directory):
-  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, 0)
+def _check_pretrained_fits(config, workload, directory):
+  model = point_lib.build_model(config, workload, 0, None)
   _, params, model_state = nnx.split(model, nnx.Param, ...)
-  checkpoint.load_weights(directory, params, model_state, model_registry.HEADS[config.model])
+  checkpoint.load_weights(directory, params, model_state, workload.head)
 
 
-def _train_point(config, dataset, point, workdir, pretrained):
-  p = point_lib.setup(config, dataset, batch_size=point["batch_size"], seed=point["seed"],
-                      optimizer=point["optimizer"], rule=point["rule"])
+def _train_point(config, workload, dataset, point, workdir, pretrained):
+  p = point_lib.setup(config, workload, dataset, batch_size=point["batch_size"],
+                      seed=point["seed"], optimizer=point["optimizer"], rule=point["rule"])
   fresh_head = []
   if point["init"] == "pretrained":
     params, model_state, fresh_head = checkpoint.load_weights(
-        pretrained, p.engine.state.params, p.engine.state.model_state,
-        model_registry.HEADS[config.model])
+        pretrained, p.engine.state.params, p.engine.state.model_state, workload.head)
     p.engine.start_from(params, model_state)
   meta = {**point_lib.model_meta(config), "num_classes": dataset.num_classes,
           "run_id": point["run_id"]}
@@ -149,13 +151,17 @@ def _summary(history, target):
   if not history:
     return {}
   last = history[-1]
-  best = max(history, key=lambda r: r["test_acc"])
-  out = {"final_test_acc": last["test_acc"], "final_test_loss": last["test_loss"],
-         "final_train_acc": last["train_acc"], "final_train_loss": last["train_loss"],
-         "best_test_acc": best["test_acc"], "best_epoch": best["epoch"],
-         "gen_gap_acc": last["train_acc"] - last["test_acc"],
+  out = {"final_test_loss": last["test_loss"], "final_train_loss": last["train_loss"],
          "gen_gap_loss": last["test_loss"] - last["train_loss"],
          "samples_per_sec": last["examples"] / last["train_seconds"]}
+  if "test_acc" in last:  # a classifier
+    best = max(history, key=lambda r: r["test_acc"])
+    out.update(final_test_acc=last["test_acc"], final_train_acc=last["train_acc"],
+               best_test_acc=best["test_acc"], best_epoch=best["epoch"],
+               gen_gap_acc=last["train_acc"] - last["test_acc"])
+  else:
+    best = min(history, key=lambda r: r["test_loss"])
+    out.update(best_test_loss=best["test_loss"], best_epoch=best["epoch"])
   hit = next((r for r in history if target and r["test_acc"] >= target), None)
   for field, column in (("epochs_to_target", "epoch"), ("steps_to_target", "steps"),
                         ("examples_to_target", "examples"),

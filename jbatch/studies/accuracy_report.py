@@ -45,8 +45,11 @@ def report(records, workdir):
   for r in done:
     cells.setdefault((r["rule"], r["optimizer"], r["init"], r["batch_size"]), []).append(r)
   cell = lambda g, b, f: _mean([r.get(f) for r in cells.get((*g, b), [])])
+  # a classifier's accuracy; the loss of a workload without one (e.g. a regression)
+  m = "acc" if any(r.get("final_test_acc") is not None for r in done) else "loss"
+  what = {"acc": "accuracy", "loss": "loss"}[m]
 
-  out += ["", "### Final test accuracy (mean over seeds, ± their standard deviation; best in "
+  out += ["", f"### Final test {what} (mean over seeds, ± their standard deviation; best in "
           "brackets, gap after the slash)", ""]
   rows = []
   for g in groups:
@@ -56,21 +59,22 @@ def report(records, workdir):
         row.append(None)
         continue
       status = {r["status"] for r in cells[(*g, b)]}
-      finals = [r["final_test_acc"] for r in cells[(*g, b)] if r.get("final_test_acc") is not None]
+      finals = [r[f"final_test_{m}"] for r in cells[(*g, b)]
+                if r.get(f"final_test_{m}") is not None]
       spread = (f" ±{np.std(finals, ddof=1):.4f} over {len(finals)} seeds" if len(finals) > 1
                 else "")
       row.append("diverged" if status == {"diverged"} else
-                 f"{cell(g, b, 'final_test_acc'):.4f}{spread} "
-                 f"({cell(g, b, 'best_test_acc'):.4f}) / {cell(g, b, 'gen_gap_acc'):+.4f}")
+                 f"{cell(g, b, f'final_test_{m}'):.4f}{spread} "
+                 f"({cell(g, b, f'best_test_{m}'):.4f}) / {cell(g, b, f'gen_gap_{m}'):+.4f}")
     rows.append(row)
   out.append(report_lib.table(["rule / optimizer / init"] + [f"batch {b}" for b in sizes], rows))
 
   inits = sorted({g[2] for g in groups})
-  out += ["", "### The seeds/000 table: test accuracy by batch size and starting weights", ""]
+  out += ["", f"### The seeds/000 table: test {what} by batch size and starting weights", ""]
   for rule, opt in sorted({g[:2] for g in groups}):
     out.append(f"{rule} scaling, {opt}:\n")
     out.append(report_lib.table(["start"] + [f"batch {b}" for b in sizes],
-                                [[i] + [cell((rule, opt, i), b, "final_test_acc") for b in sizes]
+                                [[i] + [cell((rule, opt, i), b, f"final_test_{m}") for b in sizes]
                                  for i in inits]))
     out.append("")
 
@@ -89,21 +93,21 @@ def report(records, workdir):
   out += ["", "Published figures to compare with:", ""] + [f"- {p}" for p in PUBLISHED]
 
   series = {" / ".join(g): ([b for b in sizes if (*g, b) in cells],
-                            [cell(g, b, "final_test_acc") for b in sizes if (*g, b) in cells])
+                            [cell(g, b, f"final_test_{m}") for b in sizes if (*g, b) in cells])
             for g in groups}
   out += ["", report_lib.line_plot(workdir, "accuracy_vs_batch.png", series,
-                                   title="Final test accuracy vs batch size",
-                                   xlabel="batch size", ylabel="test accuracy")]
+                                   title=f"Final test {what} vs batch size",
+                                   xlabel="batch size", ylabel=f"test {what}")]
   curves = {}
   several = len({r["seed"] for r in done}) > 1
   for r in sorted(done, key=lambda r: (r["batch_size"], r["rule"], r["optimizer"], r["init"],
                                        r["seed"])):
     label = f"b{r['batch_size']} {r['rule']} {r['optimizer']} {r['init']}"
     label += f" seed {r['seed']}" if several else ""
-    curves[label] = ([h["epoch"] for h in r["history"]], [h["test_acc"] for h in r["history"]])
+    curves[label] = ([h["epoch"] for h in r["history"]], [h[f"test_{m}"] for h in r["history"]])
   out += ["", report_lib.line_plot(workdir, "accuracy_curves.png", curves,
-                                   title="Test accuracy by epoch", xlabel="epoch",
-                                   ylabel="test accuracy", logx=False)]
+                                   title=f"Test {what} by epoch", xlabel="epoch",
+                                   ylabel=f"test {what}", logx=False)]
   if target:
     reach = {" / ".join(g): ([b for b in sizes if cell(g, b, "seconds_to_target")],
                              [cell(g, b, "seconds_to_target") for b in sizes

@@ -17,11 +17,9 @@ import time
 import ml_collections
 import numpy as np
 
-from jbatch import config as config_lib
+from jbatch import config as config_lib, workloads
 from jbatch.bench import timing
-from jbatch.data import registry as data_registry
 from jbatch.errors import UserError
-from jbatch.models import registry as model_registry
 from jbatch.probes import noise_scale, schedule as probe_lib
 from jbatch.results import scaling, sweep
 from jbatch.studies import critical_batch_report
@@ -67,9 +65,8 @@ def default_config():
   return c
 
 
-def validate(config):
-  num_train = data_registry.check(config)
-  model_registry.check(config)
+def validate(config, workload):
+  num_train = workloads.check(config, workload)
   for name in config_lib.names(config.optimizers):
     if name not in optim.OPTIMIZERS:
       raise UserError(f"unknown optimizer {name!r}; choose one of {', '.join(optim.OPTIMIZERS)}")
@@ -87,7 +84,7 @@ def validate(config):
     m_lo, m_hi = _range(config.momentum_range, "momentum_range")
     if not 0 <= m_lo < m_hi < 1:
       raise UserError(f"momentum_range=({m_lo}, {m_hi}); give 0 <= low < high < 1")
-  if not config.target.metric:
+  if not _target(config, workload).metric:
     raise UserError("critical_batch needs a target: set --config.target.metric and "
                     "--config.target.value")
   if config.schedule.decay != "constant" or config.schedule.warmup_epochs:
@@ -99,7 +96,7 @@ def validate(config):
     raise UserError("trials_vmapped runs on one device; set --config.num_devices=1")
   if config.speed.steps < 0:
     raise UserError("speed.steps must be >= 0 (0: no separate timing)")
-  point_lib.check(config, num_train, (), ())
+  point_lib.check(_with_target(config, workload), num_train, (), (), workload)
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
     plan_lib.check_batch_sizes(config, sizes, num_train)
@@ -117,6 +114,19 @@ def validate(config):
       if config.probes.batch == "fixed" and config.probes.batch_size > num_train:
         raise UserError(f"probes.batch_size={config.probes.batch_size} is larger than the "
                         f"{num_train} training examples")
+
+
+def _target(config, workload):
+  """config.target, or the workload's default target where the config names none."""
+  if config.target.metric or not workload.target:
+    return config.target
+  return ml_collections.ConfigDict(dict(config.target.to_dict(), **workload.target))
+
+
+def _with_target(config, workload):
+  cfg = config.copy_and_resolve_references()
+  cfg.target = _target(config, workload)
+  return cfg
 
 
 def _range(value, name):
@@ -153,11 +163,12 @@ def grid(config, num_train):
   return points
 
 
-def run(config, workdir):
-  dataset = data_registry.load(config)
+def run(config, workload, workdir):
+  dataset = workloads.load_data(config, workload)
   run_point = {"batch": _batch_point, "max_batch": _max_batch_point}
   sweep.run(NAME, config, workdir, grid(config, dataset.num_train),
-            lambda p: run_point[p["kind"]](config, dataset, p))
+            lambda p: run_point[p["kind"]](_with_target(config, workload), workload, dataset,
+                                           p))
 
 
 def _plan(config, batch_size, num_train):
@@ -165,22 +176,22 @@ def _plan(config, batch_size, num_train):
                        eval_every_examples=config.eval_every_examples)
 
 
-def _batch_point(config, dataset, point):
+def _batch_point(config, workload, dataset, point):
   b, seed = point["batch_size"], point["seed"]
   plan = _plan(config, b, dataset.num_train)
   cfg = config.copy_and_resolve_references()
   cfg.optimizer.name = point["optimizer"]
   if config.trials_vmapped:
     cfg.num_devices = 1
-  p = point_lib.setup(cfg, dataset, batch_size=b, seed=seed, plan=plan, inject=True)
-  target = fit_lib.check_target(config.target, ("train", "test", "validation"))
+  p = point_lib.setup(cfg, workload, dataset, batch_size=b, seed=seed, plan=plan, inject=True)
+  target = fit_lib.check_target(config.target, ("train", "test", "validation"), workload)
   trials = trials_of(config, seed)
   t0 = time.perf_counter()
   if config.trials_vmapped:
     results = trials_lib.run_vmapped(p, trials, target, config.eval_batch_size)
   else:
     if config.probes.enabled:
-      probe = probe_lib.Probe(p.engine.graphdef, config.probes, plan, p.engine.mesh)
+      probe = probe_lib.Probe(p.engine, config.probes, plan)
       x, y = p.train_arrays()
       pb = config.probes.batch_size
       results = trials_lib.run_sequential(p, trials, target, probe, (x[:pb], y[:pb]),
@@ -204,9 +215,10 @@ def _batch_point(config, dataset, point):
                              "high" if best["lr"] == lrs[-1] and len(lrs) > 1 else None),
                steps_to_target=best["steps"], examples_to_target=best["examples"],
                seconds_to_target_same_run=best["seconds"],
-               s_per_step_same_run=best["s_per_step"], best_test_acc=best["test_acc"],
+               s_per_step_same_run=best["s_per_step"], best_test_acc=best.get("test_acc"),
+               best_test_loss=best.get("test_loss"),
                **_noise_scale(best_result, best["steps"]))
-  out["s_per_step"] = _speed(config, dataset, b)
+  out["s_per_step"] = _speed(config, workload, dataset, b)
   if best is not None:
     out["time_to_target"] = {k: out["steps_to_target"] * s for k, s in out["s_per_step"].items()}
   return out
@@ -242,7 +254,7 @@ def _noise_scale(result, steps_to_target):
   return out
 
 
-def _speed(config, dataset, batch_size):
+def _speed(config, workload, dataset, batch_size):
   """Seconds per fused step at this batch size on each device kind present: a segment of
   speed.steps steps, compiled apart, median of three after a warm-up."""
   if not config.speed.steps:
@@ -254,7 +266,7 @@ def _speed(config, dataset, batch_size):
                          steps=min(config.speed.steps, epoch.total_steps))  # within an epoch
     cfg = config.copy_and_resolve_references()
     cfg.num_devices = 1
-    p = point_lib.setup(cfg, dataset, batch_size=batch_size, seed=config.seed,
+    p = point_lib.setup(cfg, workload, dataset, batch_size=batch_size, seed=config.seed,
                         device_kind=kind, plan=plan)
     x, y = p.train_arrays()
     seg = plan.segments()[0]
@@ -271,8 +283,9 @@ def _speed(config, dataset, batch_size):
   return out
 
 
-def _max_batch_point(config, dataset, point):
-  return point_lib.largest_batch(config, dataset, point["device_kind"], config.memory_budget)
+def _max_batch_point(config, workload, dataset, point):
+  return point_lib.largest_batch(config, workload, dataset, point["device_kind"],
+                                 config.memory_budget)
 
 
 def report(records, workdir):

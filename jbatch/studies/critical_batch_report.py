@@ -127,12 +127,13 @@ def _optimizer_section(workdir, opt, points, largest):
             report_lib.table(["batch", "best LR", "linear rule", "sqrt rule"],
                              [[b, _geomean([r.get("best_lr") for r in by_b[b]]),
                                lr0 * b / b0, lr0 * math.sqrt(b / b0)] for b in reached])]
-  out += ["", "Every trial (the validation split decides; the test accuracy is the trial's at "
+  m = "acc" if any("test_acc" in t for r in points for t in r["trials"]) else "loss"
+  out += ["", f"Every trial (the validation split decides; the test {m} is the trial's at "
           "its end):", "",
           report_lib.table(["batch", "seed", "LR", "momentum", "status", "steps to target",
-                            "best validation", "steps run", "test acc"],
+                            "best validation", "steps run", f"test {m}"],
                            [[r["batch_size"], t["seed"], t["lr"], t["momentum"], t["status"],
-                             t["steps"], t["best"], t["steps_run"], t["test_acc"]]
+                             t["steps"], t["best"], t["steps_run"], t.get(f"test_{m}")]
                             for r in sorted(points, key=lambda r: r["batch_size"])
                             for t in r["trials"]])]
   out += _plots(workdir, opt, reached, steps, fitted, by_b, times, kinds)

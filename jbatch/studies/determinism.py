@@ -16,10 +16,8 @@ import sys
 
 import numpy as np
 
-from jbatch import config as config_lib
-from jbatch.data import registry as data_registry
+from jbatch import config as config_lib, workloads
 from jbatch.errors import UserError
-from jbatch.models import registry as model_registry
 from jbatch.results import sweep
 from jbatch.studies import determinism_report
 from jbatch.train import optim, parallel, plan as plan_lib
@@ -46,9 +44,12 @@ def default_config():
   return c
 
 
-def validate(config):
-  num_train = data_registry.check(config)
-  model_registry.check(config)
+def validate(config, workload):
+  if not workload.source or workload.source.startswith("python:"):
+    raise UserError(f"the determinism study trains in fresh processes, which load the "
+                    f"workload from its file or module; workload {workload.name} has none: "
+                    "give it as --config.workload=FILE.py:NAME")
+  num_train = workloads.check(config, workload)
   optim.check(config.optimizer)
   for mode in config_lib.names(config.modes):
     if mode not in MODES:
@@ -72,10 +73,10 @@ def grid(config, num_train):
           for mode in config_lib.names(config.modes)]
 
 
-def run(config, workdir):
-  num_train = data_registry.check(config)
+def run(config, workload, workdir):
+  num_train = workloads.check(config, workload)
   if num_train is None:
-    num_train = data_registry.load(config).num_train
+    num_train = workloads.load_data(config, workload).num_train
   sweep.run(NAME, config, workdir, grid(config, num_train),
             lambda p: _measure(config, p))
 

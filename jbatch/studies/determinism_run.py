@@ -17,14 +17,16 @@ def main(job):
   import ml_collections
   import numpy as np
   from jbatch.bench import timing
-  from jbatch.data import registry as data_registry
+  from jbatch import workloads
   from jbatch.train import loop, plan as plan_lib, point as point_lib
 
   config = ml_collections.ConfigDict(job["config"])
   config.num_devices = 1
-  dataset = data_registry.load(config)
+  workload = workloads.from_config(config)
+  dataset = workloads.load_data(config, workload)
   plan = plan_lib.make(dataset.num_train, job["batch_size"], "drop", steps=config.steps)
-  point = point_lib.setup(config, dataset, batch_size=job["batch_size"], seed=config.seed,
+  point = point_lib.setup(config, workload, dataset, batch_size=job["batch_size"],
+                          seed=config.seed,
                           device_kind=job["kind"], plan=plan)
   engine = point.engine
   x, y = point.train_arrays()

@@ -20,11 +20,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jbatch import config as config_lib
+from jbatch import config as config_lib, workloads
 from jbatch.bench import timing
-from jbatch.data import registry as data_registry
 from jbatch.errors import UserError
-from jbatch.models import registry as model_registry
 from jbatch.probes import noise_scale, per_example, schedule as probe_lib, sharpness
 from jbatch.results import sweep
 from jbatch.studies import dynamics_report
@@ -74,9 +72,8 @@ def default_config():
   return c
 
 
-def validate(config):
-  num_train = data_registry.check(config)
-  model_registry.check(config)
+def validate(config, workload):
+  num_train = workloads.check(config, workload)
   if not config.seeds:
     raise UserError("seeds is empty; give at least one, e.g. --config.seeds=0")
   if config.sharpness.iters < 0 or config.sharpness.examples < 1 or config.sharpness.tol < 0:
@@ -85,7 +82,7 @@ def validate(config):
   if any(k < 1 for k in acc.steps) or acc.micro_batch < 1 or acc.epochs < 1:
     raise UserError("accumulation.steps, micro_batch and epochs must be >= 1")
   optimizers = config_lib.names(config.optimizers) + (("sgd",) if acc.steps else ())
-  point_lib.check(config, num_train, optimizers, config_lib.names(config.rules))
+  point_lib.check(config, num_train, optimizers, config_lib.names(config.rules), workload)
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
     plan_lib.check_batch_sizes(config, sizes, num_train)
@@ -117,8 +114,10 @@ def grid(config, num_train):
                          "framework": "jax", "device_kind": kind, "batch_size": b, "rule": rule,
                          "optimizer": opt, "seed": seed})
   acc = config.accumulation
+  # BatchNorm on and off is a built-in model's setting; a user's model runs as it is.
+  batchnorm = acc.batchnorm if not config.get("workload") else (False,)
   for k in dict.fromkeys(acc.steps):
-    for bn in dict.fromkeys(acc.batchnorm):
+    for bn in dict.fromkeys(batchnorm):
       points.append({"run_id": f"{NAME}/accumulate{k}x{acc.micro_batch}/bn{int(bn)}/"
                                f"e{acc.epochs}/sgd@{point_lib.base_lr(config, 'sgd'):g}/"
                                f"s{config.seed}/{fp}",
@@ -129,21 +128,21 @@ def grid(config, num_train):
   return points
 
 
-def run(config, workdir):
-  dataset = data_registry.load(config)
+def run(config, workload, workdir):
+  dataset = workloads.load_data(config, workload)
   points = grid(config, dataset.num_train)
   train = {"train": _train_point, "accumulation": _accumulation_point}
   sweep.run(NAME, config, workdir, points,
-            lambda p: train[p["kind"]](config, dataset, p, workdir))
+            lambda p: train[p["kind"]](config, workload, dataset, p, workdir))
 
 
-def _train_point(config, dataset, point, workdir):
+def _train_point(config, workload, dataset, point, workdir):
   b, n = point["batch_size"], dataset.num_train
-  p = point_lib.setup(config, dataset, batch_size=b, seed=point["seed"],
+  p = point_lib.setup(config, workload, dataset, batch_size=b, seed=point["seed"],
                       optimizer=point["optimizer"], rule=point["rule"])
   engine = p.engine
   init_params = jax.tree.map(jnp.copy, engine.state.params)
-  probe = probe_lib.Probe(engine.graphdef, config.probes, p.plan, engine.mesh)
+  probe = probe_lib.Probe(engine, config.probes, p.plan)
   train = p.train_arrays()
   pb = config.probes.batch_size
   probe_args = (init_params, train[0][:pb], train[1][:pb])
@@ -195,8 +194,9 @@ def _time_probe(engine, probe, train, b, probe_args, repeats=3):
 
 def _sharpness(engine, x, y, cfg, seed):
   state = engine.state
-  eig, change, used = _top_eigenvalue(engine.graphdef, cfg.iters, float(cfg.tol), state.params,
-                                      state.model_state, x, y, jax.random.key(seed))
+  eig, change, used = _top_eigenvalue(engine.graphdef, engine.workload, cfg.iters,
+                                      float(cfg.tol), state.params, state.model_state, x, y,
+                                      jax.random.key(seed))
   return {"sharpness": float(eig), "sharpness_change": float(change),
           "sharpness_iterations": int(used),
           "sharpness_converged": bool(cfg.tol and float(change) <= cfg.tol)}
@@ -205,9 +205,9 @@ def _sharpness(engine, x, y, cfg, seed):
 # One compiled power iteration per model and shape, shared by every point of a sweep
 # (graphdefs of equal models compare equal): it takes as long to compile as a fused
 # epoch, and no point's batch size or optimizer changes it.
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _top_eigenvalue(graphdef, iters, tol, params, model_state, x, y, key):
-  loss = lambda p: per_example.eval_losses(graphdef, p, model_state, x, y).mean()
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _top_eigenvalue(graphdef, workload, iters, tol, params, model_state, x, y, key):
+  loss = lambda p: per_example.eval_losses(graphdef, workload, p, model_state, x, y).mean()
   return sharpness.top_eigenvalue(loss, params, key, iters, tol)
 
 
@@ -215,7 +215,7 @@ def _summary(history, series):
   if not history:
     return {}
   last = history[-1]
-  out = {"final_test_acc": last["test_acc"], "final_train_acc": last["train_acc"],
+  out = {"final_test_acc": last.get("test_acc"), "final_train_acc": last.get("train_acc"),
          "final_test_loss": last["test_loss"], "final_train_loss": last["train_loss"],
          "epoch_s": float(np.mean([h["epoch_s"] for h in history])),
          "samples_per_sec": last["examples"] / last["train_seconds"],
@@ -230,31 +230,34 @@ def _summary(history, series):
   return out
 
 
-def _accumulation_point(config, dataset, point, workdir):
+def _accumulation_point(config, workload, dataset, point, workdir):
   """k accumulated micro-batches vs one batch of k * micro_batch from the same start."""
   cfg = config.copy_and_resolve_references()
-  cfg.cnn.batchnorm = cfg.mlp.batchnorm = point["batchnorm"]
+  if workloads.is_builtin(workload):  # the built-in model with BatchNorm on or off
+    cfg.cnn.batchnorm = cfg.mlp.batchnorm = point["batchnorm"]
+    workload = workloads.builtin.from_config(cfg, data=workload.data)  # the same data
   cfg.last_batch, cfg.epochs, cfg.examples, cfg.steps = "drop", config.accumulation.epochs, 0, 0
   cfg.target.metric = ""  # both runs go the whole length
   b, k = point["batch_size"], point["micro_batches"]
   runs, t0 = {}, time.perf_counter()
   for name, micro in (("accumulated", k), ("whole", 1)):
-    p = point_lib.setup(cfg, dataset, batch_size=b, seed=point["seed"], optimizer="sgd",
-                        micro_batches=micro)
+    p = point_lib.setup(cfg, workload, dataset, batch_size=b, seed=point["seed"],
+                        optimizer="sgd", micro_batches=micro)
     result = point_lib.train(p, seed=point["seed"], label=f"{point['run_id']} {name}")
     runs[name] = (p.engine.state.params, result)
   (pa, ra), (pb, rb) = runs["accumulated"], runs["whole"]
   diff = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), pa, pb))
   scale = jax.tree.leaves(jax.tree.map(lambda b: jnp.max(jnp.abs(b)), pb))
-  last = lambda r, f: r["history"][-1][f] if r["history"] else None
+  last = lambda r, f: r["history"][-1].get(f) if r["history"] else None
   fields = p.fields()
   return {"status": "ok" if ra["status"] == rb["status"] == "ok" else "diverged",
           "max_abs_param_diff": float(max(diff)), "max_abs_param": float(max(scale)),
           "accumulated_train_acc": last(ra, "train_acc"), "accumulated_test_acc": last(ra, "test_acc"),
           "whole_train_acc": last(rb, "train_acc"), "whole_test_acc": last(rb, "test_acc"),
+          "accumulated_test_loss": last(ra, "test_loss"), "whole_test_loss": last(rb, "test_loss"),
           "steps": p.plan.total_steps, "learning_rate": p.base_lr, "last_batch": "drop",
           "seconds_both": time.perf_counter() - t0, "device_name": fields["device_name"],
-          "n_devices": fields["n_devices"], **model_registry.conv_fields(cfg, p.platform)}
+          "n_devices": fields["n_devices"], **point_lib.conv_fields(cfg, workload, p.platform)}
 
 
 def report(records, workdir):

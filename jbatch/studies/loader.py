@@ -21,6 +21,7 @@ from jbatch import config as config_lib
 from jbatch.bench import timing
 from jbatch.data import jpeg_folder, loaders
 from jbatch.errors import UserError
+from jbatch import workloads
 from jbatch.models import registry as model_registry
 from jbatch.results import sweep
 from jbatch.studies import loader_report
@@ -50,7 +51,11 @@ def default_config():
   return c
 
 
-def validate(config):
+def validate(config, workload):
+  if not workloads.is_builtin(workload):
+    raise UserError(f"the loader study times image pipelines on JPEG files and trains "
+                    f"jbatch's own models on them; it does not take workload "
+                    f"{workload.source}: drop --config.workload for it")
   loaders.check_backends(config_lib.names(config.backends))
   for mode in config_lib.names(config.modes):
     if mode not in MODES:
@@ -93,7 +98,7 @@ def grid(config):
           for w in dict.fromkeys(config.workers) if w <= _max_workers(config)]
 
 
-def run(config, workdir):
+def run(config, workload, workdir):
   folder = config.images.folder or os.path.join(workdir, "images")
   if not config.images.folder:
     i = config.images

@@ -14,9 +14,8 @@ import numpy as np
 
 from jbatch import config as config_lib
 from jbatch.bench import timing
-from jbatch.data import registry as data_registry
+from jbatch import workloads
 from jbatch.errors import UserError
-from jbatch.models import registry as model_registry
 from jbatch.results import sweep
 from jbatch.studies import throughput_report
 from jbatch.train import loop, optim, parallel, plan as plan_lib, point as point_lib
@@ -40,13 +39,15 @@ def default_config():
   return c
 
 
-def validate(config):
-  num_train = data_registry.check(config)
-  model_registry.check(config)
+def validate(config, workload):
+  num_train = workloads.check(config, workload)
   optim.check(config.optimizer)
   for v in config_lib.names(config.variants):
     if v not in VARIANTS:
       raise UserError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    if v.startswith("torch") and workload.torch_twin is None:
+      raise UserError(f"variant {v} needs a PyTorch twin of the model; workload "
+                      f"{workload.name} has none: drop it from --config.variants")
   if config.warmup_epochs < 0:
     raise UserError("warmup_epochs must be >= 0")
   if config.memory_budget < 0:
@@ -92,17 +93,17 @@ def grid(config, num_train):
   return points
 
 
-def run(config, workdir):
-  dataset = data_registry.load(config)
+def run(config, workload, workdir):
+  dataset = workloads.load_data(config, workload)
   points = grid(config, dataset.num_train)
-  sweep.run(NAME, config, workdir, points, lambda p: run_point(config, dataset, p))
+  sweep.run(NAME, config, workdir, points, lambda p: run_point(config, workload, dataset, p))
 
 
-def run_point(config, dataset, point):
+def run_point(config, workload, dataset, point):
   run = _run_jax if point["framework"] == "jax" else _run_torch
   if point["variant"] == "max_batch":
     run = _run_max_batch
-  return {"num_train": dataset.num_train, **run(config, dataset, point)}
+  return {"num_train": dataset.num_train, **run(config, workload, dataset, point)}
 
 
 def _epoch_fields(epoch_s, plan):
@@ -118,10 +119,10 @@ def _plan(config, batch_size, num_train):
   return plan_lib.make(num_train, batch_size, config.last_batch, epochs=1)
 
 
-def _run_jax(config, dataset, point):
+def _run_jax(config, workload, dataset, point):
   b = point["batch_size"]
   plan = _plan(config, b, dataset.num_train)
-  p = point_lib.setup(config, dataset, batch_size=b, seed=config.seed,
+  p = point_lib.setup(config, workload, dataset, batch_size=b, seed=config.seed,
                       device_kind=point["device_kind"], plan=plan)
   engine = p.engine
   x, y = p.train_arrays()
@@ -152,11 +153,10 @@ def _run_jax(config, dataset, point):
   summary = loop.summarize(metrics)
 
   fields = _epoch_fields(epoch_s, plan)
-  fields.update(compile_s=compile_s, train_loss=summary["loss"], train_acc=summary["acc"],
-                device_name=engine.device.device_kind, n_devices=engine.n_devices,
+  fields.update(compile_s=compile_s, train_loss=summary["loss"], train_acc=summary.get("acc"),
                 flops_per_step=step_flops,
                 process_peak_bytes=timing.device_peak_bytes(engine.device),
-                **step_mem, **model_registry.conv_fields(config, p.platform))
+                **step_mem, **p.fields())
   if step_flops:
     flops_per_sec = step_flops / b * fields["samples_per_sec"]
     peak = timing.peak_flops(engine.device, config.peak_flops)
@@ -167,17 +167,18 @@ def _run_jax(config, dataset, point):
   return fields
 
 
-def _run_max_batch(config, dataset, point):
+def _run_max_batch(config, workload, dataset, point):
   """The largest batch whose train step XLA plans within the budget (and, on a GPU, runs)."""
-  return point_lib.largest_batch(config, dataset, point["device_kind"], config.memory_budget)
+  return point_lib.largest_batch(config, workload, dataset, point["device_kind"],
+                                 config.memory_budget)
 
 
-def _run_torch(config, dataset, point):
+def _run_torch(config, workload, dataset, point):
   import torch
   from jbatch.torch_ref.train import TorchRunner
   if point["device_kind"] != "cpu" and not torch.cuda.is_available():
     raise UserError("PyTorch has no CUDA here")
-  runner = TorchRunner(config, dataset, point["device_kind"],
+  runner = TorchRunner(config, workload, dataset, point["device_kind"],
                        compile_model=point["variant"] == "torch_compile")
   plan = _plan(config, point["batch_size"], dataset.num_train)
   warm = [runner.epoch(plan)[0] for _ in range(max(config.warmup_epochs, 1))]

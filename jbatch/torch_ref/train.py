@@ -9,9 +9,7 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from jbatch.torch_ref.models import build
 
 
 def device_for(kind):
@@ -29,19 +27,27 @@ def make_optimizer(cfg, params):
 
 class TorchRunner:
 
-  def __init__(self, config, dataset, device_kind, compile_model=False, model=None):
+  def __init__(self, config, workload, dataset, device_kind, compile_model=False):
+    """The workload's PyTorch twin (workload.torch_twin) with the weights of its JAX model
+    as seeded by config.seed, and its per-example loss."""
+    from jbatch.train import point as point_lib
     torch.manual_seed(config.seed)
     self.device = device_for(device_kind)
-    self.model = (model or build(config, dataset.input_shape, dataset.num_classes)).to(self.device)
+    jax_model = point_lib.build_model(config, workload, config.seed, "cpu")
+    model, self.loss = workload.torch_twin(jax_model)
+    self.model = model.to(self.device)
     # On a GPU, convolutions in channels-last (NHWC) memory, as a tuned PyTorch run has them
     # (cuDNN's tensor-core kernels); the inputs are NHWC already (models.py permutes them).
-    self.channels_last = self.device.type == "cuda" and config.model != "mlp"
+    self.channels_last = self.device.type == "cuda" and dataset.train_x.ndim == 4
     if self.channels_last:
       self.model = self.model.to(memory_format=torch.channels_last)
     self.optimizer = make_optimizer(config.optimizer, self.model.parameters())
     self.forward = torch.compile(self.model) if compile_model else self.model
     self.x = torch.from_numpy(np.ascontiguousarray(dataset.train_x)).to(self.device)
-    self.y = torch.from_numpy(dataset.train_y.astype(np.int64)).to(self.device)
+    y = dataset.train_y
+    y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y  # torch's class index
+    self.y = torch.from_numpy(np.ascontiguousarray(y)).to(self.device)
+    self.classifier = "acc" in workload.metrics
     self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
     # precision=bfloat16: autocast, PyTorch's own mixed precision (float32 weights, matrix
     # products and convolutions in bfloat16), as the JAX side computes.
@@ -52,10 +58,11 @@ class TorchRunner:
     self.optimizer.zero_grad(set_to_none=True)
     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
       logits = self.forward(xb)
-    loss = F.cross_entropy(logits.float(), yb)
+    loss = self.loss(logits.float(), yb).mean()
     loss.backward()
     self.optimizer.step()
-    return loss.detach() * len(idx), (logits.argmax(-1) == yb).sum()
+    correct = (logits.argmax(-1) == yb).sum() if self.classifier else 0
+    return loss.detach() * len(idx), correct
 
   def epoch(self, plan):
     """Runs one epoch of `plan` (train/plan.py); returns (seconds, mean loss, accuracy)."""

@@ -12,18 +12,21 @@ import jax
 from jbatch.bench import timing
 from jbatch import cpu_memory
 from jbatch.train import loop, optim, parallel, state as state_lib
+from jbatch.workloads import builtin
 from jbatch.train.step import make_accumulating_train_step, make_eval_step, make_train_step
 
 
 class Engine:
 
-  def __init__(self, model, tx, mesh, micro_batches=1):
-    """micro_batches > 1: each step accumulates the gradients of that many slices."""
-    self.mesh, self.tx = mesh, tx
+  def __init__(self, model, tx, mesh, micro_batches=1, workload=None):
+    """micro_batches > 1: each step accumulates the gradients of that many slices.
+    workload: what the steps compute (workloads/base.py); None: a built-in classifier's."""
+    workload = workload or builtin.CLASSIFIER
+    self.mesh, self.tx, self.workload = mesh, tx, workload
     self.graphdef, state = state_lib.create(model, tx)
     self.state = parallel.replicate(state, mesh)
-    self.train_step = (make_train_step(self.graphdef, tx) if micro_batches == 1 else
-                       make_accumulating_train_step(self.graphdef, tx, micro_batches))
+    self.train_step = (make_train_step(self.graphdef, tx, workload) if micro_batches == 1 else
+                       make_accumulating_train_step(self.graphdef, tx, workload, micro_batches))
     self.batch_sharding = parallel.batch_sharded(mesh)
     # Every program this engine compiles goes through it (jbatch/cpu_memory.py).
     self.jit = functools.partial(cpu_memory.jit, platform=self.device.platform)
@@ -63,7 +66,8 @@ class Engine:
 
   def evaluator(self, num_examples, batch_size):
     """jit(engine.weights(), x, y) -> summed metrics over the set."""
-    return _evaluator(self.graphdef, num_examples, batch_size, self.device.platform)
+    return _evaluator(self.graphdef, self.workload, num_examples, batch_size,
+                      self.device.platform)
 
   def weights(self):
     """What an evaluation reads: the parameters and the model's own state."""
@@ -89,8 +93,8 @@ class Engine:
 # One evaluation per model and shape, shared by every engine of an equal model (graphdefs of
 # equal models compare equal) whatever its optimizer: the points of a sweep compile it once.
 @functools.lru_cache(maxsize=None)
-def _evaluator(graphdef, num_examples, batch_size, platform):
+def _evaluator(graphdef, workload, num_examples, batch_size, platform):
   # Never split (jbatch/cpu_memory.py): an evaluation runs once per epoch or less, so
   # faulting in its temporaries costs less than compiling it again in every run.
-  return loop.make_evaluate(make_eval_step(graphdef), num_examples, batch_size,
+  return loop.make_evaluate(make_eval_step(graphdef, workload), num_examples, batch_size,
                             functools.partial(cpu_memory.jit, platform=platform, split=False))

@@ -21,25 +21,26 @@ from jbatch.errors import UserError
 from jbatch.results.sweep import progress
 from jbatch.train import loop, parallel
 
-METRICS = {"acc": "max", "error": "min", "loss": "min"}  # what an evaluation measures
+CLASSIFIER_METRICS = ("loss", "acc", "error")  # an engine's default workload reports these
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-  """Stop when evaluation set `split` has metric >= value ('acc') or <= value ('error',
-  'loss')."""
+  """Stop when evaluation set `split` has metric >= value (direction 'max': accuracy and the
+  workload's higher_is_better metrics) or <= value ('min': loss, error, the others)."""
   metric: str
   value: float
   split: str = "test"
+  direction: str | None = None  # None: max for acc, min for the others
 
-  @property
-  def direction(self):
-    return METRICS[self.metric]
+  def __post_init__(self):
+    if self.direction is None:
+      object.__setattr__(self, "direction", "max" if self.metric == "acc" else "min")
 
   def measured(self, row):
     """This target's metric in a history row (None where the row has no evaluation)."""
-    acc = row.get(f"{self.split}_acc")
     if self.metric == "error":
+      acc = row.get(f"{self.split}_acc")
       return None if acc is None else 1.0 - acc
     return row.get(f"{self.split}_{self.metric}")
 
@@ -48,12 +49,16 @@ class Target:
     return v is not None and (v >= self.value if self.direction == "max" else v <= self.value)
 
 
-def check_target(cfg, splits):
-  """cfg: a config's target section {metric, value, split}; metric '' means no target."""
+def check_target(cfg, splits, workload=None):
+  """cfg: a config's target section {metric, value, split}; metric '' means no target.
+  workload: whose metrics a target may name (None: a classifier's)."""
   if not cfg.metric:
     return None
-  if cfg.metric not in METRICS:
-    raise UserError(f"unknown target metric {cfg.metric!r}; choose one of {', '.join(METRICS)}")
+  names = workload.metric_names() if workload is not None else CLASSIFIER_METRICS
+  if cfg.metric not in names:
+    whose = f" of workload {workload.name}" if workload is not None else ""
+    raise UserError(f"unknown target metric {cfg.metric!r}{whose}; choose one of "
+                    f"{', '.join(names)}")
   if cfg.split not in splits:
     raise UserError(f"target.split={cfg.split!r}; choose one of {', '.join(splits)}")
   if cfg.metric in ("acc", "error") and not 0 < cfg.value < 1:
@@ -61,7 +66,9 @@ def check_target(cfg, splits):
                     "e.g. --config.target.value=0.97")
   if cfg.metric == "loss" and cfg.value <= 0:
     raise UserError(f"target loss={cfg.value}; give a positive value")
-  return Target(cfg.metric, float(cfg.value), cfg.split)
+  direction = (workload.direction(cfg.metric) if workload is not None and cfg.metric != "error"
+               else None)
+  return Target(cfg.metric, float(cfg.value), cfg.split, direction)
 
 
 def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, lr_at=None,
@@ -125,11 +132,11 @@ def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, 
     t0 = time.perf_counter()
     steps_before = seg.epoch * plan.steps_per_epoch + seg.start
     done = steps_before + seg.steps
-    row = {"epoch": plan.epoch_at(done), "train_loss_running": summary["loss"],
-           "train_acc_running": summary["acc"]}
+    row = {"epoch": plan.epoch_at(done),
+           **{f"train_{k}_running": v for k, v in summary.items()}}
     for name, evaluate in evaluators.items():
       result = loop.summarize(evaluate(engine.weights(), *evals[name]))
-      row[f"{name}_loss"], row[f"{name}_acc"] = result["loss"], result["acc"]
+      row.update({f"{name}_{k}": v for k, v in result.items()})
     new_examples = plan.examples_at(done) - plan.examples_at(steps_before)
     row.update(steps=done, examples=int(plan.examples_at(done)), train_seconds=train_s,
                epoch_s=seg_s, eval_s=time.perf_counter() - t0,
@@ -153,8 +160,9 @@ def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, 
           train_seconds=train_s, finished=finished))
     if ends_epoch or finished:
       left = (time.perf_counter() - t_loop) / (i + 1) * (len(todo) - i - 1)
-      accs = ", ".join(f"{k[:-4]} acc {v:.4f}" for k, v in row.items() if k.endswith("_acc")
-                       and not k.startswith("train_acc_running"))
+      shown = "_acc" if "train_acc_running" in row else "_loss"  # a classifier's accuracy
+      accs = ", ".join(f"{k[:-len(shown)]} {shown[1:]} {v:.4f}" for k, v in row.items()
+                       if k.endswith(shown))
       progress(f"{label} epoch {plan.epoch_at(done)}/{plan.epochs}: {accs}, "
                f"{row['samples_per_sec']:,.0f} samples/s, about {left:.0f}s left")
     if hit is not None:

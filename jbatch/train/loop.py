@@ -122,6 +122,7 @@ class HostLoop:
   """The same epoch as make_fused_epoch, one Python dispatch per step."""
 
   def __init__(self, train_step, plan, batch_sharding=None, jit=jax.jit):
+    self.train_step = train_step
     self.full, self.tail = plan.full_steps, plan.tail
     batch_size, num_train = plan.batch_size, plan.num_train
     # Steps with an all-reduce queued ahead on CPU devices deadlock XLA's in-process
@@ -154,14 +155,18 @@ class HostLoop:
     if self.mesh is not None:  # placed as the epochs' keys are, or the compiled step would
       key = parallel.replicate(key, self.mesh)  # expect another layout
     perm = self.permute(key)
-    self.step = self.step.lower(state, zero_metrics(), x, y, perm, 0).compile()
+    self.zeros = self._zeros(state, x, y)
+    self.step = self.step.lower(state, self.zeros, x, y, perm, 0).compile()
     if self.tail:
-      self.tail_step = self.tail_step.lower(state, zero_metrics(), x, y, perm).compile()
+      self.tail_step = self.tail_step.lower(state, self.zeros, x, y, perm).compile()
     return time.perf_counter() - t0
+
+  def _zeros(self, state, x, y):
+    return zero_metrics(jax.eval_shape(self.train_step, state, x[:1], y[:1])[1])
 
   def __call__(self, state, x, y, key):
     perm = self.permute(key)
-    metrics = zero_metrics()
+    metrics = getattr(self, "zeros", None) or self._zeros(state, x, y)
     for i in range(self.full):
       state, metrics = self.step(state, metrics, x, y, perm, i)
       if self.sync:
@@ -192,7 +197,8 @@ def make_evaluate(eval_step, num_examples, batch_size, jit=jax.jit):
 
 
 def summarize(metrics):
-  """Host-side means from summed metrics (the one sync per epoch)."""
+  """Host-side means from summed metrics (the one sync per epoch): loss and each
+  workload metric per example."""
   m = parallel.to_host(metrics)
   count = max(int(m["count"]), 1)
-  return {"loss": float(m["loss_sum"]) / count, "acc": float(m["correct"]) / count}
+  return {k: float(v) / count for k, v in m.items() if k != "count"}

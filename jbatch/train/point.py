@@ -1,7 +1,8 @@
 """Setup of one training point and training it to a result: what every study stands on.
 
-`setup` builds, from the config and the point (batch size, optimizer, LR rule,
-seed), the mesh, the platform, the model, the plan (train/plan.py), the
+`setup` builds, from the config, the workload (workloads/) with its loaded data,
+and the point (batch size, optimizer, LR rule, seed), the mesh, the platform,
+the workload's model, the plan (train/plan.py), the
 optimizer with its schedule, and the engine; `Point.fields()` are the record
 fields every study shares. `train` puts the data on the mesh, evaluates the
 train subset, the test set and the validation split at every evaluation
@@ -35,7 +36,7 @@ def optimizer_config(config, name, learning_rate=None):
                                         learning_rate=lr))
 
 
-def check(config, num_train, optimizers, rules):
+def check(config, num_train, optimizers, rules, workload=None):
   """What every study that trains to a result checks before any work: the optimizers and
   their base LRs, the length, the evaluation points, the target, the schedule."""
   for name in optimizers:  # those with a base LR in config.learning_rates
@@ -47,7 +48,7 @@ def check(config, num_train, optimizers, rules):
   if config.target.split == "validation" and "validation" not in splits:
     raise UserError("target.split=validation needs a validation split; set "
                     "--config.validation_examples=N (held out of the training set)")
-  fit_lib.check_target(config.target, splits)
+  fit_lib.check_target(config.target, splits, workload)
   schedules.check(config.schedule, rules, float("inf") if epochs is None else epochs)
   parallel.check_kind(config.device_kind)
 
@@ -66,6 +67,7 @@ class Point:
   base_lr: float
   platform: str
   config: ml_collections.ConfigDict
+  workload: object
   dataset: object
   _train: tuple = None
 
@@ -77,15 +79,23 @@ class Point:
 
   def fields(self):
     """Record fields every study shares."""
-    p = self.plan
-    return {"device_name": self.engine.device.device_kind, "n_devices": self.engine.n_devices,
+    p, w = self.plan, self.workload
+    return {"workload": w.name, "workload_source": w.source,
+            "workload_hash": w.source_hash or None, "units_per_example": w.units_per_example,
+            "unit": w.unit,
+            "device_name": self.engine.device.device_kind, "n_devices": self.engine.n_devices,
             "lr_peak": self.lr_peak, "base_lr": self.base_lr, "num_train": p.num_train,
             "steps_per_epoch": p.steps_per_epoch, "total_steps": p.total_steps,
             "epochs_planned": p.epochs,
-            **model_registry.conv_fields(self.config, self.platform)}
+            **conv_fields(self.config, self.workload, self.platform)}
 
 
-def setup(config, dataset, *, batch_size, seed, optimizer=None, rule="none", learning_rate=None,
+def conv_fields(config, workload, platform):
+  """A built-in model's convolution formulation and why (none for a user's model)."""
+  return model_registry.conv_fields(config, platform) if workload.source == "builtin" else {}
+
+
+def setup(config, workload, dataset, *, batch_size, seed, optimizer=None, rule="none", learning_rate=None,
           micro_batches=1, device_kind=None, plan=None, inject=False):
   """A Point. optimizer: a name from config.learning_rates, its LR following the config's
   schedule and `rule`; None: config.optimizer as it is, at a constant LR. learning_rate
@@ -103,10 +113,16 @@ def setup(config, dataset, *, batch_size, seed, optimizer=None, rule="none", lea
     lr, lr_peak = schedules.make(config.schedule, rule, lr_base, plan)
     if inject:
       lr = lr_peak
-  model = model_registry.build(config, dataset.input_shape, dataset.num_classes, seed, platform)
+  model = build_model(config, workload, seed, platform)
   engine = Engine(model, optim.make(opt_cfg, learning_rate=lr, inject=inject), mesh_,
-                  micro_batches)
-  return Point(engine, plan, lr, lr_peak, lr_base, platform, config, dataset)
+                  micro_batches, workload)
+  return Point(engine, plan, lr, lr_peak, lr_base, platform, config, workload, dataset)
+
+
+def build_model(config, workload, seed, platform):
+  """The workload's model in the config's precision (models/registry.set_precision)."""
+  return model_registry.set_precision(workload.build_model(seed, platform),
+                                      config.get("precision", "float32"))
 
 
 def evaluation_sets(point, splits=("train", "test", "validation")):
@@ -139,7 +155,7 @@ def train(point, *, seed, run_id=None, workdir=None, target=True,
   """
   config, evals = point.config, evaluation_sets(point, splits)
   if target is True:
-    target = fit_lib.check_target(config.target, tuple(evals))
+    target = fit_lib.check_target(config.target, tuple(evals), point.workload)
   ckpts = None
   if workdir is not None:
     ckpts = checkpoint.RunCheckpoints(checkpoint.run_dir(workdir, run_id),
@@ -158,16 +174,19 @@ def train(point, *, seed, run_id=None, workdir=None, target=True,
 
 def model_meta(config):
   """What a checkpoint says of its model, so that a pre-trained start can be checked."""
+  if config.get("workload"):  # a user's: its origin and settings
+    return {"model": config.workload,
+            "model_config": json.loads(json.dumps(config.workload_config.to_dict())),
+            "dataset": config.workload}
   return {"model": config.model,
           "model_config": json.loads(json.dumps(config.get(config.model).to_dict())),
           "dataset": config.dataset}
 
 
-
-def largest_batch(config, dataset, device_kind, memory_budget=0):
-  """The record of bench/max_batch.search for the config's model on one device of a kind."""
+def largest_batch(config, workload, dataset, device_kind, memory_budget=0):
+  """The record of bench/max_batch.search for the workload's model on one device of a kind."""
   from jbatch.bench import max_batch
   cfg = config.copy_and_resolve_references()
   cfg.num_devices = 1
-  p = setup(cfg, dataset, batch_size=1, seed=config.seed, device_kind=device_kind)
-  return max_batch.search(p.engine, dataset.input_shape, memory_budget)
+  p = setup(cfg, workload, dataset, batch_size=1, seed=config.seed, device_kind=device_kind)
+  return max_batch.search(p.engine, max_batch.example_spec(dataset), memory_budget)

@@ -1,7 +1,9 @@
 """Pure train and eval steps over TrainState; nothing here touches the host.
 
-Metrics come back as sums (loss, correct, count) so that steps of different
-sizes, and devices, add up exactly; callers divide once at the end.
+What a step computes comes from the workload (workloads/base.py): its
+prediction, per-example loss and metrics. Metrics come back as sums ("loss",
+each workload metric, "count") so that steps of different sizes, and devices,
+add up exactly; callers divide once at the end.
 """
 
 import jax
@@ -13,50 +15,50 @@ from flax import nnx
 from jbatch.train.state import TrainState
 
 
-def _metrics(logits, labels, loss_sum):
-  correct = jnp.sum(jnp.argmax(logits, -1) == labels)
-  return {"loss_sum": loss_sum, "correct": correct, "count": jnp.asarray(labels.shape[0])}
+def _float32(tree):
+  """Floating predictions in float32: bfloat16 outputs (precision) lose the loss's digits."""
+  return jax.tree.map(lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating)
+                      else a, tree)
 
 
-def cross_entropy(logits, labels):
-  """Per-example softmax cross-entropy against one-hot labels.
-
-  The same values as optax's integer-label form; its gradient is a dense
-  product instead of a scatter, which XLA constant-folds at compile time in
-  time proportional to the batch (minutes for batches of millions, as the
-  largest-batch search compiles).
-  """
-  logits = logits.astype(jnp.float32)  # bfloat16 logits (precision) lose the loss's digits
-  return optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
+def predict_losses(workload, model, x, y, train):
+  """(prediction, per-example losses) of the workload's model on a batch."""
+  prediction = _float32(workload.predict(model, x, train))
+  return prediction, workload.loss(prediction, y).astype(jnp.float32)
 
 
-def make_loss(graphdef):
+def _metrics(workload, prediction, y, losses):
+  out = {"loss": losses.sum(), "count": jnp.asarray(y.shape[0], jnp.int32)}
+  for name, fn in workload.metrics.items():
+    out[name] = jnp.sum(fn(prediction, y))
+  return out
+
+
+def make_loss(graphdef, workload):
   def loss_fn(params, model_state, x, y, train):
     # copy: the merged Variables belong to this (grad) trace, so BatchNorm may update them.
     model = nnx.merge(graphdef, params, model_state, copy=True)
-    logits = model(x, train=train)
-    losses = cross_entropy(logits, y)
+    prediction, losses = predict_losses(workload, model, x, y, train)
     new_model_state = nnx.split(model, nnx.Param, ...)[2]
-    return losses.mean(), (logits, losses.sum(), new_model_state)
+    return losses.mean(), (_metrics(workload, prediction, y, losses), new_model_state)
   return loss_fn
 
 
-def make_train_step(graphdef, tx):
-  loss_fn = make_loss(graphdef)
+def make_train_step(graphdef, tx, workload):
+  loss_fn = make_loss(graphdef, workload)
 
   def train_step(state, x, y):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, (logits, loss_sum, model_state)), grads = grad_fn(
-        state.params, state.model_state, x, y, True)
+    (_, (metrics, model_state)), grads = grad_fn(state.params, state.model_state, x, y, True)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = TrainState(params, model_state, opt_state, state.step + 1)
-    return new_state, _metrics(logits, y, loss_sum)
+    return new_state, metrics
 
   return train_step
 
 
-def make_accumulating_train_step(graphdef, tx, micro_batches):
+def make_accumulating_train_step(graphdef, tx, workload, micro_batches):
   """One optimizer step from the mean gradient of `micro_batches` equal slices of the batch.
 
   Without BatchNorm this is the step on the whole batch, up to float rounding
@@ -64,24 +66,25 @@ def make_accumulating_train_step(graphdef, tx, micro_batches):
   running averages are updated once per slice, so the two differ (measured by
   the dynamics study).
   """
-  loss_fn = make_loss(graphdef)
+  loss_fn = make_loss(graphdef, workload)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def train_step(state, x, y):
     k = micro_batches
     if x.shape[0] % k:
       raise ValueError(f"batch {x.shape[0]} is not divisible into {k} micro-batches")
-    xs, ys = x.reshape(k, -1, *x.shape[1:]), y.reshape(k, -1)
+    xs, ys = x.reshape(k, -1, *x.shape[1:]), y.reshape(k, -1, *y.shape[1:])
 
     def micro(carry, xy):
       grads, model_state, metrics = carry
-      (_, (logits, loss_sum, model_state)), g = grad_fn(state.params, model_state, *xy, True)
-      return (jax.tree.map(jnp.add, grads, g), model_state,
-              add_metrics(metrics, _metrics(logits, xy[1], loss_sum))), None
+      (_, (m, model_state)), g = grad_fn(state.params, model_state, *xy, True)
+      return (jax.tree.map(jnp.add, grads, g), model_state, add_metrics(metrics, m)), None
 
     zeros = jax.tree.map(jnp.zeros_like, state.params)
+    shapes = jax.eval_shape(lambda: grad_fn(state.params, state.model_state, xs[0], ys[0],
+                                            True)[0][1][0])
     (grads, model_state, metrics), _ = lax.scan(
-        micro, (zeros, state.model_state, zero_metrics()), (xs, ys))
+        micro, (zeros, state.model_state, zero_metrics(shapes)), (xs, ys))
     grads = jax.tree.map(lambda g: g / k, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -90,21 +93,22 @@ def make_accumulating_train_step(graphdef, tx, micro_batches):
   return train_step
 
 
-def make_eval_step(graphdef):
-  loss_fn = make_loss(graphdef)
+def make_eval_step(graphdef, workload):
+  loss_fn = make_loss(graphdef, workload)
 
   def eval_step(weights, x, y):
     """weights: (params, model_state); no optimizer state, so that one compiled
     evaluation serves every optimizer."""
     params, model_state = weights
-    _, (logits, loss_sum, _) = loss_fn(params, model_state, x, y, False)
-    return _metrics(logits, y, loss_sum)
+    _, (metrics, _) = loss_fn(params, model_state, x, y, False)
+    return metrics
 
   return eval_step
 
 
-def zero_metrics():
-  return {"loss_sum": jnp.float32(0), "correct": jnp.int32(0), "count": jnp.int32(0)}
+def zero_metrics(shapes):
+  """Zeros shaped as a step's metrics (from jax.eval_shape of the step)."""
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
 def add_metrics(a, b):

@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jbatch.models import registry as model_registry
 from jbatch.train import fit as fit_lib, loop, parallel, point as point_lib
 from flax import nnx
 
@@ -64,8 +63,7 @@ def search_space(lr_range, count, method="log", momentum_range=None):
 
 def initial_weights(point, seed):
   """(params, model_state) of the point's model as seeded by `seed`."""
-  config, d = point.config, point.dataset
-  model = model_registry.build(config, d.input_shape, d.num_classes, seed, point.platform)
+  model = point_lib.build_model(point.config, point.workload, seed, point.platform)
   _, params, model_state = nnx.split(model, nnx.Param, ...)
   return params, model_state
 
@@ -99,7 +97,8 @@ def run_sequential(point, trials, target, probe=None, probe_batch=None, on_probe
     result = point_lib.train(point, seed=trial.seed, target=target or False, splits=splits,
                              label=f"b{point.plan.batch_size} lr {trial.lr:.3g}", **extra)
     row = summarize(trial, result, point.plan)
-    row["test_acc"] = point_lib.evaluate(point, "test")["acc"]  # reported, never tuned on
+    # the test set: reported, never tuned on
+    row.update({f"test_{k}": v for k, v in point_lib.evaluate(point, "test").items()})
     out.append((row, result))
   return out
 
@@ -123,7 +122,9 @@ def run_vmapped(point, trials, target, eval_batch_size):
                                         in_axes=(0, None, None)))
               for name, (ex, _) in evals.items()}
   n = len(trials)
-  histories, hits, dead, test_acc = [[] for _ in trials], [None] * n, [False] * n, [None] * n
+  histories, hits, dead, tests = [[] for _ in trials], [None] * n, [False] * n, [None] * n
+  means = lambda m, i: {k: float(v[i]) / max(int(m["count"][i]), 1) for k, v in m.items()
+                        if k != "count"}
   compile_s, train_s = 0.0, 0.0
   for seg in plan.segments():
     start = () if seg.steps == plan.steps_per_epoch else (seg.start,)
@@ -139,27 +140,24 @@ def run_vmapped(point, trials, target, eval_batch_size):
     for i in range(n):
       if hits[i] is not None or dead[i]:
         continue
-      count = max(int(metrics["count"][i]), 1)
       row = {"epoch": plan.epoch_at(done), "steps": done,
              "examples": int(plan.examples_at(done)), "train_seconds": train_s,
-             "train_loss_running": float(metrics["loss_sum"][i]) / count}
+             **{f"train_{k}_running": v for k, v in means(metrics, i).items()}}
       for name, m in measured.items():
-        c = max(int(m["count"][i]), 1)
-        row[f"{name}_loss"], row[f"{name}_acc"] = float(m["loss_sum"][i]) / c, float(
-            m["correct"][i]) / c
+        row.update({f"{name}_{k}": v for k, v in means(m, i).items()})
       histories[i].append(row)
       dead[i] = not math.isfinite(row["train_loss_running"])
       if target is not None and target.met(row):
         hits[i] = row
     # The test set at the point each trial stops, as a run of its own would stop there.
-    ended = [i for i in range(n) if test_acc[i] is None and (hits[i] is not None or dead[i]
-                                                             or done == plan.total_steps)]
+    ended = [i for i in range(n) if tests[i] is None and (hits[i] is not None or dead[i]
+                                                          or done == plan.total_steps)]
     if ended:
       test = parallel.to_host(evaluate["test"]((states.params, states.model_state),
                                              *evals["test"]))
       for i in ended:
-        test_acc[i] = float(test["correct"][i]) / max(int(test["count"][i]), 1)
-    if all(a is not None for a in test_acc):
+        tests[i] = {f"test_{k}": v for k, v in means(test, i).items()}
+    if all(a is not None for a in tests):
       break
   out = []
   for i, trial in enumerate(trials):
@@ -172,6 +170,6 @@ def run_vmapped(point, trials, target, eval_batch_size):
     if target is not None:
       result["target"] = fit_lib.target_fields(target, hits[i], h)
     row = summarize(trial, result, plan)
-    row["test_acc"] = test_acc[i]
+    row.update(tests[i])
     out.append((row, result))
   return out

@@ -1,0 +1,70 @@
+"""Workloads: what is trained (workloads/base.py). `from_config` gives the config's
+workload, jbatch's own (config.model on config.dataset) or a user's
+(config.workload); `check` validates it before any work; `load_data` gives its
+splits with train_subset and validation_examples applied, once per process."""
+
+import json
+import weakref
+
+from jbatch.data import registry as data_registry
+from jbatch.errors import UserError
+from jbatch.workloads import builtin, user
+from jbatch.workloads.base import Workload, splits  # noqa: F401 (the public interface)
+
+_USER = {}  # (spec, workload_config) -> Workload: validation and the run share one load
+_DATA = weakref.WeakKeyDictionary()
+
+
+def from_config(config):
+  spec = config.get("workload", "")
+  if not spec:
+    return builtin.from_config(config)
+  key = (spec, json.dumps(config.workload_config.to_dict(), sort_keys=True, default=str))
+  if key not in _USER:
+    _USER[key] = user.load(spec, config.workload_config)
+  return _USER[key]
+
+
+def is_builtin(workload):
+  return workload.source == "builtin"
+
+
+def bind(config, workload):
+  """The config a study runs with: a user workload's origin and code hash in it, so that
+  its run ids and records carry them; a built-in's config unchanged (its ids with it)."""
+  if is_builtin(workload):
+    return config
+  cfg = config.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.workload = workload.source
+    cfg.workload_hash = workload.source_hash
+  return cfg
+
+
+def check(config, workload):
+  """The training-set size (None where only a load would tell), after every check that
+  can run before any work. A user workload is tried on a few examples here."""
+  if is_builtin(workload):
+    return data_registry.check(config)
+  target = config.target.metric or None
+  return load_data(config, workload, target=target).num_train
+
+
+def load_data(config, workload, target=None):
+  """The workload's splits with train_subset and validation_examples applied."""
+  key = (config.get("train_subset", 0), config.get("validation_examples", 0))
+  cached = _DATA.setdefault(workload, {})
+  if key not in cached:
+    if is_builtin(workload):
+      data = workload.data()
+    else:
+      data = user.check(workload, target=target, seed=config.seed)
+    cached[key] = data_registry.subset(config, data, workload.name)
+  return cached[key]
+
+
+def target_metric_check(config, workload):
+  metric = config.target.metric
+  if metric and metric not in workload.metric_names():
+    raise UserError(f"target metric {metric!r} is not one workload {workload.name} reports; "
+                    f"choose one of {', '.join(workload.metric_names())}")
