@@ -7,7 +7,9 @@ over the smallest even-bit domain that holds n (a pseudo-random bijection of
 that domain, Luby-Rackoff), and indices that land outside [0, n) walk the
 cycle again until they land inside ("cycle walking"), which keeps it a
 bijection of [0, n). Every index walks at most until the slowest one lands,
-about log(n) / log(domain / (domain - n)) rounds.
+about log(n) / log(domain / (domain - n)) rounds. Each position is computed on
+its own, so a slice of the permutation costs its length, not n: a segment of an
+epoch (train/loop.py) draws only its own batches.
 """
 
 import math
@@ -28,8 +30,9 @@ def _mix(x):
   return x ^ (x >> 16)
 
 
-def permutation(key, n):
-  """A random permutation of arange(n) (int32), a pure function of key."""
+def permutation(key, n, start=0, length=None):
+  """A random permutation of arange(n) (int32), a pure function of key; with start (may be
+  traced) and length, only its positions [start, start + length), the same values."""
   half = max(1, math.ceil(math.log2(max(n, 2)) / 2))
   mask = jnp.uint32((1 << half) - 1)
   round_keys = jax.random.bits(key, (ROUNDS,), jnp.uint32)
@@ -43,5 +46,7 @@ def permutation(key, n):
   def walk(y):
     return jnp.where(y >= n, feistel(y), y)
 
-  y = lax.while_loop(lambda y: jnp.any(y >= n), walk, feistel(jnp.arange(n, dtype=jnp.uint32)))
+  positions = jnp.arange(n if length is None else length, dtype=jnp.uint32)
+  positions = positions + jnp.asarray(start, jnp.uint32)
+  y = lax.while_loop(lambda y: jnp.any(y >= n), walk, feistel(positions))
   return y.astype(jnp.int32)

@@ -66,6 +66,69 @@ def best(trials):
   return min(reached, key=lambda t: (t["steps"], t["examples"], t["lr"])) if reached else None
 
 
+def tuned_steps(points):
+  """Steps to target at one batch size from its points (one per seed): with one seed, its
+  best trial's; with several that tried the same learning rates, the fewest over LRs of
+  the median over seeds (a trial that never reached it counts as infinitely many), so a
+  lucky seed does not set it (the best of many noisy trials is biased low). None: not
+  reached."""
+  trials = [[t for t in p["trials"]] for p in points]
+  grid = lambda ts: sorted((t["lr"], t["momentum"] or 0.0) for t in ts)
+  if len(points) < 2 or any(grid(ts) != grid(trials[0]) for ts in trials):
+    found = [p.get("steps_to_target") for p in points if p.get("steps_to_target")]
+    return float(np.exp(np.mean(np.log(found)))) if found else None
+  by_lr = {}
+  for ts in trials:
+    for t in ts:
+      steps = t["steps"] if t.get("reached") else math.inf
+      by_lr.setdefault((t["lr"], t["momentum"] or 0.0), []).append(steps)
+  best_ = min(float(np.median(v)) for v in by_lr.values())
+  return best_ if math.isfinite(best_) else None
+
+
+def fit_points(points_by_batch, replicates=500, seed=0, level=0.9):
+  """The study's fit: {steps: {B: tuned_steps}, fit, interval}. The interval resamples the
+  seeds of every batch size (several seeds) or its trials (one seed)."""
+  steps = {b: tuned_steps(ps) for b, ps in points_by_batch.items()}
+  reached = sorted(b for b, v in steps.items() if v)
+  if len(reached) < 2:
+    return {"steps": steps, "fit": None, "interval": None}
+  fitted = fit(reached, [steps[b] for b in reached])
+  if all(len(points_by_batch[b]) >= 2 for b in reached):
+    interval = _bootstrap_seeds({b: points_by_batch[b] for b in reached}, replicates, seed,
+                                level)
+  else:
+    interval = bootstrap({b: [t for p in points_by_batch[b] for t in p["trials"]]
+                          for b in reached}, replicates, seed, level)
+  return {"steps": steps, "fit": fitted, "interval": interval}
+
+
+def _bootstrap_seeds(points_by_batch, replicates, seed, level):
+  rng = np.random.default_rng(seed)
+  b_crits, s_mins = [], []
+  for _ in range(replicates):
+    pts = []
+    for b, ps in points_by_batch.items():
+      s = tuned_steps([ps[i] for i in rng.integers(0, len(ps), len(ps))])
+      if s:
+        pts.append((b, s))
+    if len(pts) < 2:
+      continue
+    f = fit(*zip(*pts))
+    b_crits.append(f["b_crit"])
+    s_mins.append(f["s_min"])
+  return _interval(b_crits, s_mins, level, "seeds")
+
+
+def _interval(b_crits, s_mins, level, resampled):
+  if not b_crits:
+    return {"b_crit": None, "s_min": None, "replicates": 0, "resampled": resampled}
+  q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+  return {"b_crit": tuple(float(v) for v in np.percentile(b_crits, q)),
+          "s_min": tuple(float(v) for v in np.percentile(s_mins, q)),
+          "replicates": len(b_crits), "level": level, "resampled": resampled}
+
+
 def bootstrap(trials_by_batch, replicates=500, seed=0, level=0.9):
   """An interval for B_crit and S_min: each replicate resamples, per batch size, the trials
   (of every seed) with replacement and takes the best of the sample.
@@ -88,9 +151,4 @@ def bootstrap(trials_by_batch, replicates=500, seed=0, level=0.9):
     f = fit(*zip(*points))
     b_crits.append(f["b_crit"])
     s_mins.append(f["s_min"])
-  if not b_crits:
-    return {"b_crit": None, "s_min": None, "replicates": 0}
-  q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-  return {"b_crit": tuple(float(v) for v in np.percentile(b_crits, q)),
-          "s_min": tuple(float(v) for v in np.percentile(s_mins, q)),
-          "replicates": len(b_crits), "level": level}
+  return _interval(b_crits, s_mins, level, "trials")

@@ -68,7 +68,8 @@ def report(records, workdir):
 def _optimizer_section(workdir, opt, points, largest):
   sizes = sorted({r["batch_size"] for r in points})
   by_b = {b: [r for r in points if r["batch_size"] == b] for b in sizes}
-  steps = {b: _geomean([r.get("steps_to_target") for r in rs]) for b, rs in by_b.items()}
+  study_fit = scaling.fit_points(by_b)
+  steps, fitted, interval = study_fit["steps"], study_fit["fit"], study_fit["interval"]
   reached = [b for b in sizes if steps[b]]
   kinds = sorted({k for r in points for k in r.get("s_per_step", {})})
   s_per_step = {(b, k): float(np.median([r["s_per_step"][k] for r in by_b[b]
@@ -76,11 +77,9 @@ def _optimizer_section(workdir, opt, points, largest):
                 for b in sizes for k in kinds}
   times = {(b, k): steps[b] * s_per_step[(b, k)] for b in reached for k in kinds}
   out = ["", f"### {opt}", ""]
-  fitted = interval = None
-  if len(reached) >= 2:
-    fitted = scaling.fit(reached, [steps[b] for b in reached])
-    interval = scaling.bootstrap({b: [t for r in by_b[b] for t in r["trials"]]
-                                  for b in reached})
+  if any(len(rs) > 1 for rs in by_b.values()):
+    out += ["Steps to target at a batch size: the fewest over learning rates of the median "
+            "over seeds (the best of many noisy trials would be biased low).", ""]
   out.append(_headline(reached, steps, times, kinds, fitted, largest))
   b_simple = {b: _noise([r.get("b_simple_mean") for r in by_b[b]]) for b in sizes}
   b_at = {b: _noise([r.get("b_simple_at_target") for r in by_b[b]]) for b in sizes}
@@ -89,7 +88,8 @@ def _optimizer_section(workdir, opt, points, largest):
     out += ["", f"Fit S(B) = S_min (1 + B_crit / B) by least squares on log steps: "
             f"**B_crit = {fitted['b_crit']:,.0f}**"
             + (f" ({interval['level']:.0%} bootstrap interval {lo_hi[0]:,.0f} - {lo_hi[1]:,.0f}"
-               f" over {interval['replicates']} resamples of the trials)" if lo_hi else "")
+               f" over {interval['replicates']} resamples of the {interval['resampled']})"
+               if lo_hi else "")
             + f", S_min = {fitted['s_min']:,.0f} steps, E_min = S_min B_crit = "
             f"{fitted['e_min']:,.0f} examples, rms of log residuals {fitted['rms_log']:.3f}."
             + (" The best B_crit lies at the edge of the searched range: the measured batch "

@@ -79,9 +79,10 @@ def make_fused_epoch(train_step, plan, batch_sharding=None, probe=None, segment=
     return new_state, (metrics, {"due": due, "values": lax.cond(due, run, skip)})
 
   def run(state, x, y, key, start, probe_args):
-    perm = shuffle.permutation(key, n)
-    if sliced:  # this segment's batches: a slice at a traced start, one compile per length
-      perm = lax.dynamic_slice_in_dim(perm, start * b, full * b + tail)
+    if sliced:  # this segment's batches alone, at a traced start: one compile per length
+      perm = shuffle.permutation(key, n, start * b, full * b + tail)
+    else:
+      perm = shuffle.permutation(key, n)
 
     def body(state, idx):
       return step(state, *_gather(x, y, idx, batch_sharding), probe_args)

@@ -44,13 +44,22 @@ def check(config, num_train, optimizers, rules, workload=None):
   if config.eval_batch_size <= 0:
     raise UserError(f"eval_batch_size={config.eval_batch_size}; give a positive batch size")
   epochs = plan_lib.check_length(config, num_train)
-  splits = ("train", "test") + (("validation",) if config.get("validation_examples") else ())
+  splits = ("train", "test") + (("validation",) if _has_validation(config, workload) else ())
   if config.target.split == "validation" and "validation" not in splits:
     raise UserError("target.split=validation needs a validation split; set "
                     "--config.validation_examples=N (held out of the training set)")
   fit_lib.check_target(config.target, splits, workload)
   schedules.check(config.schedule, rules, float("inf") if epochs is None else epochs)
   parallel.check_kind(config.device_kind)
+
+
+def _has_validation(config, workload):
+  """validation_examples held out, or a user workload's own validation split."""
+  if config.get("validation_examples"):
+    return True
+  from jbatch import workloads
+  return (workload is not None and not workloads.is_builtin(workload)
+          and workloads.load_data(config, workload).val_x is not None)
 
 
 def mesh(config, device_kind=None):
