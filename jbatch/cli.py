@@ -7,7 +7,6 @@ status 2. Then each study runs its grid, appending records to
 DIR/results.jsonl, and DIR/report.md is written from them.
 """
 
-import contextlib
 import json
 import os
 import sys
@@ -17,7 +16,7 @@ import traceback
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jbatch import distributed, workers as workers_lib
+from jbatch import api, distributed, workers as workers_lib
 from jbatch.errors import UserError
 from jbatch.results import claims, workdir as workdir_lib
 from jbatch.studies import plan
@@ -139,45 +138,12 @@ def main(argv):
 
 
 def _run(config, config_json, studies, workdir):
-  """Runs the studies as one worker of the folder's sweep; only process 0 of a
-  multi-process run touches the folder."""
-  from jbatch.results import report, sweep
-  from jbatch.studies import STUDIES
-  primary = distributed.is_primary()
-  snapshot = workdir_lib.Snapshot(workdir) if primary else None
-  if primary:
-    os.makedirs(workdir, exist_ok=True)
   try:
-    with (claims.Worker(workdir, config_json) if primary else
-          contextlib.nullcontext()) as worker, sweep.shared(worker):
-      if primary:
-        tmp = os.path.join(workdir, f"config.json.tmp{os.getpid()}")
-        with open(tmp, "w") as f:
-          json.dump(config.to_dict(), f, indent=2, default=str)
-        os.replace(tmp, os.path.join(workdir, "config.json"))
-      # The report after every study that added records (a long sweep's partial report),
-      # and once at the end if none did: drawing it takes seconds (its plots, the
-      # critical-batch bootstrap), which a rerun of a finished sweep paid once per study.
-      written, records = False, _records_size(workdir)
-      for module, cfg, workload in studies:
-        module.run(cfg, workload, workdir)
-        if primary and _records_size(workdir) != records:
-          report.write(workdir, STUDIES)
-          written, records = True, _records_size(workdir)
-      if primary and not written:
-        report.write(workdir, STUDIES)
+    api.execute(config, config_json, studies, workdir)
   except claims.Busy:
     raise
   except UserError as e:  # found once data was loaded, or a full disk
-    if primary and not claims.any_worker(workdir):  # others' sweep goes on: leave it be
-      snapshot.restore()
     fail(str(e))
-
-
-def _records_size(workdir):
-  from jbatch.results import store
-  path = os.path.join(workdir, store.RESULTS_FILE)
-  return os.path.getsize(path) if os.path.exists(path) else 0
 
 
 def run():

@@ -12,7 +12,8 @@ from jbatch.workloads import builtin, user
 from jbatch.workloads.base import Workload, splits  # noqa: F401 (the public interface)
 
 _USER = {}  # (spec, workload_config) -> Workload: validation and the run share one load
-_DATA = weakref.WeakKeyDictionary()
+_RAW = weakref.WeakKeyDictionary()  # workload -> its checked data, as data() gives it
+_DATA = weakref.WeakKeyDictionary()  # workload -> {(train_subset, held out): Dataset}
 
 
 def from_config(config):
@@ -55,12 +56,16 @@ def load_data(config, workload, target=None):
   key = (config.get("train_subset", 0), config.get("validation_examples", 0))
   cached = _DATA.setdefault(workload, {})
   if key not in cached:
-    if is_builtin(workload):
-      data = workload.data()
-    else:
-      data = user.check(workload, target=target, seed=config.seed)
-    cached[key] = data_registry.subset(config, data, workload.name)
+    if workload not in _RAW:
+      _RAW[workload] = (workload.data() if is_builtin(workload) else
+                        user.check(workload, target=target, seed=config.seed))
+    cached[key] = data_registry.subset(config, _RAW[workload], workload.name)
   return cached[key]
+
+
+def remember_data(workload, data):
+  """data: what workload.data() gave, already checked (the Python API's)."""
+  _RAW[workload] = data
 
 
 def target_metric_check(config, workload):
