@@ -30,7 +30,12 @@ BASES = {  # small settings of each study, so that a valid run would be quick
                        "--config.synthetic.num_train=2500", "--config.synthetic.input_shape=(16,)",
                        "--config.validation_examples=500", "--config.train_subset=0",
                        "--config.max_batch=False"],
+    # a user's workload: tests/workloads/broken.py, wrong in one way per function
+    "workload": [f"--config={E}/critical_batch_linreg.py", "--config.batch_sizes=(4,)",
+                 "--config.seeds=(0,)"],
 }
+W = f"--config.workload={REPO}/tests/workloads/broken.py"
+WF = "tests/workloads/broken.py"
 
 # (study, arguments after its base, what the one line must say). The README's table of bad
 # inputs lists these.
@@ -107,6 +112,26 @@ TABLE = [
     ("cli", ["--workers=2", "--coordinator_address=127.0.0.1:1234", "--num_processes=2",
              "--process_id=0"], "does not combine"),
     ("cli", ["WORKDIR=under_file"], "which is a file"),
+    ("workload", ["--config.workload=nowhere/mine.py:workload"], "file nowhere/mine.py does not"),
+    ("workload", ["--config.workload=no_such_package.models:workload"],
+     "no module 'no_such_package.models'"),
+    ("workload", ["--config.workload=examples/linear_regression.py"], "give FILE.py:NAME"),
+    ("workload", [f"{W}:missing"], f"{WF}:missing: no callable 'missing'"),
+    ("workload", [f"{W}:raises"], "raises: raises(workload_config) raised RuntimeError: the "
+                                  "cluster is down"),
+    ("workload", [f"{W}:not_a_workload"], "returned dict, not a jbatch.workloads.Workload"),
+    ("workload", [f"{W}:output_does_not_fit"], "the model's output does not fit the loss"),
+    ("workload", [f"{W}:loss_not_per_example"], "return one loss per example, shape (4,)"),
+    ("workload", [f"{W}:loss_not_finite"], "loss is not finite at the initial weights"),
+    ("workload", [f"{W}:wrong_dtype"], "the train inputs are <U"),
+    ("workload", [f"{W}:wrong_shape"], "test examples are (5,) -> (), the training ones (4,)"),
+    ("workload", [f"{W}:empty_split"], "empty test split"),
+    ("workload", [f"{W}:good", "--config.target.metric=acc"],
+     f"{WF}:good: target metric 'acc' is not one it reports; choose one of loss"),
+    ("workload", [f"{W}:raw_parameter", "--config.precision=bfloat16"],
+     "raw_parameter: precision=bfloat16 reaches"),
+    ("workload", [f"{W}:good", "--config.study=loader"], "does not take workload"),
+    ("throughput", [f"{W}:good"], "variant torch_eager needs a PyTorch twin"),
 ]
 
 

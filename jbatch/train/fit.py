@@ -56,7 +56,8 @@ def check_target(cfg, splits, workload=None):
     return None
   names = workload.metric_names() if workload is not None else CLASSIFIER_METRICS
   if cfg.metric not in names:
-    whose = f" of workload {workload.name}" if workload is not None else ""
+    whose = "" if workload is None else f" of workload {workload.source}" + (
+        f" ({workload.name})" if workload.source == "builtin" else "")
     raise UserError(f"unknown target metric {cfg.metric!r}{whose}; choose one of "
                     f"{', '.join(names)}")
   if cfg.split not in splits:

@@ -7,7 +7,6 @@ import json
 import weakref
 
 from jbatch.data import registry as data_registry
-from jbatch.errors import UserError
 from jbatch.workloads import builtin, user
 from jbatch.workloads.base import Workload, splits  # noqa: F401 (the public interface)
 
@@ -21,9 +20,10 @@ def from_config(config):
   if not spec:
     return builtin.from_config(config)
   key = (spec, json.dumps(config.workload_config.to_dict(), sort_keys=True, default=str))
-  if key not in _USER:
-    _USER[key] = user.load(spec, config.workload_config)
-  return _USER[key]
+  if key not in _USER or _USER[key][0] != user.current_code(spec):
+    workload = user.load(spec, config.workload_config)
+    _USER[key] = (user.current_code(spec), workload)
+  return _USER[key][1]
 
 
 def is_builtin(workload):
@@ -58,7 +58,8 @@ def load_data(config, workload, target=None):
   if key not in cached:
     if workload not in _RAW:
       _RAW[workload] = (workload.data() if is_builtin(workload) else
-                        user.check(workload, target=target, seed=config.seed))
+                        user.check(workload, target=target, seed=config.seed,
+                                   precision=config.get("precision", "float32")))
     cached[key] = data_registry.subset(config, _RAW[workload], workload.name)
   return cached[key]
 
@@ -68,8 +69,3 @@ def remember_data(workload, data):
   _RAW[workload] = data
 
 
-def target_metric_check(config, workload):
-  metric = config.target.metric
-  if metric and metric not in workload.metric_names():
-    raise UserError(f"target metric {metric!r} is not one workload {workload.name} reports; "
-                    f"choose one of {', '.join(workload.metric_names())}")

@@ -37,6 +37,9 @@ def _import(spec):
                       "pkg.module:NAME")
     name = "jbatch_workload_" + hashlib.sha1(path.encode()).hexdigest()[:8]
     folder = os.path.dirname(path)
+    for key, m in list(sys.modules.items()):  # the files beside it, read afresh
+      if _in_folder(getattr(m, "__file__", None), folder):
+        del sys.modules[key]
     sys.path.insert(0, folder)  # its own imports of the files beside it
     try:
       module_spec = importlib.util.spec_from_file_location(name, path)
@@ -59,15 +62,30 @@ def _import(spec):
   return module, os.path.dirname(os.path.abspath(module.__file__))
 
 
+# jbatch's own code is never part of a workload's, wherever the workload's file lives.
+_JBATCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _in_folder(path, folder):
+  """Whether `path` is a Python file right beside the workload's (not in a folder below:
+  a workload in a project's root must not take its virtual environment for its code)."""
+  if not path or not path.endswith(".py"):
+    return False
+  path = os.path.abspath(path)
+  return os.path.dirname(path) == folder and not path.startswith(_JBATCH)
+
+
 def code_hash(module, folder):
   """sha1 over the module's source and that of every loaded module from its folder (the
   files beside it that it imports), in a fixed order."""
-  digest = hashlib.sha1()
   files = {os.path.abspath(module.__file__)}
-  for m in list(sys.modules.values()):
-    f = getattr(m, "__file__", None)
-    if f and f.endswith(".py") and os.path.dirname(os.path.abspath(f)).startswith(folder):
-      files.add(os.path.abspath(f))
+  files |= {os.path.abspath(m.__file__) for m in list(sys.modules.values())
+            if _in_folder(getattr(m, "__file__", None), folder)}
+  return files_hash(files, folder)
+
+
+def files_hash(files, folder):
+  digest = hashlib.sha1()
   for f in sorted(files):
     digest.update(os.path.relpath(f, folder).encode())
     with open(f, "rb") as fh:
@@ -97,7 +115,26 @@ def load(spec, workload_config):
                     "jbatch.workloads.Workload")
   digest = hashlib.sha1(code_hash(module, folder).encode())
   digest.update(json.dumps(workload_config.to_dict(), sort_keys=True, default=str).encode())
-  return _with_source(workload, spec, digest.hexdigest()[:12])
+  workload = _with_source(workload, spec, digest.hexdigest()[:12])
+  _FILES[spec] = (folder, {os.path.abspath(m.__file__) for m in list(sys.modules.values())
+                           if _in_folder(getattr(m, "__file__", None), folder)}
+                  | {os.path.abspath(module.__file__)})
+  return workload
+
+
+_FILES = {}  # spec -> (folder, the files its last load read)
+
+
+def current_code(spec):
+  """A hash of the files the last load of `spec` read, as they are now (None: never
+  loaded): a long-lived process loads a workload again when its code changed."""
+  if spec not in _FILES:
+    return None
+  folder, files = _FILES[spec]
+  try:
+    return files_hash(files, folder)
+  except OSError:
+    return "gone"
 
 
 def _with_source(workload, source, source_hash):
@@ -117,9 +154,9 @@ def object_hash(workload):
   return digest.hexdigest()[:12]
 
 
-def check(workload, target=None, seed=0):
+def check(workload, target=None, seed=0, precision="float32"):
   """Tries the workload on a few training examples: data, model, prediction, loss, metrics,
-  target. Returns the loaded Dataset."""
+  target, precision. Returns the loaded Dataset."""
   import jax
   import jax.numpy as jnp
   where = f"workload {workload.source}"
@@ -148,12 +185,18 @@ def check(workload, target=None, seed=0):
   from flax import nnx
   if not isinstance(model, nnx.Module):
     raise UserError(f"{where}: model(seed) returned {type(model).__name__}, not a flax.nnx.Module")
+  from jbatch.models import registry as model_registry
+  try:
+    model_registry.set_precision(model, precision)
+  except UserError as e:
+    raise UserError(f"{where}: {e}") from e
   k = min(4, len(data.train_x))
   x, y = jnp.asarray(data.train_x[:k]), jnp.asarray(data.train_y[:k])
   pred = _call(where, f"the model on {k} examples of shape {x.shape[1:]}",
                lambda: workload.predict(model, x, False))
-  losses = _call(where, f"loss(prediction {getattr(pred, 'shape', '?')}, targets {y.shape}): "
-                 "the model's output does not fit the loss", lambda: workload.loss(pred, y))
+  losses = _call(where, f"loss(prediction {getattr(pred, 'shape', '?')}, targets {y.shape}), "
+                 "where the model's output does not fit the loss,",
+                 lambda: workload.loss(pred, y))
   if getattr(losses, "shape", None) != (k,):
     raise UserError(f"{where}: loss() gave shape {getattr(losses, 'shape', type(losses))} for "
                     f"{k} examples; return one loss per example, shape ({k},)")
