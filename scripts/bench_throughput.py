@@ -23,8 +23,8 @@ flops/peak FLOP/s and bytes/peak bytes/s), and for a chunked step the FLOPs it r
 import jax
 from absl import app, flags
 
+from jbatch import workloads
 from jbatch.bench import timing
-from jbatch.data import registry
 from jbatch.models import cpu_matmul, mlp, registry as model_registry
 from jbatch.studies import throughput
 from jbatch.train import loop, point as point_lib
@@ -50,12 +50,13 @@ def main(_):
   config.synthetic.num_train = _NUM_TRAIN.value
   config.epochs = _EPOCHS.value
   config.precision = _PRECISION.value
-  dataset = registry.load(config)
+  workload = workloads.from_config(config)
+  dataset = workloads.load_data(config, workload)
   for values, module, name in ((_UNROLL.value, loop, "UNROLL"),
                                (_BLOCK_ROWS.value, cpu_matmul, "ROWS"),
                                (_CHUNK_ROWS.value, model_registry, "MLP_CPU_CHUNK")):
     if values:
-      return setting_sweep(config, dataset, module, name, values)
+      return setting_sweep(config, workload, dataset, module, name, values)
   variants = ["jax_fused", "jax_host", "torch_eager"] + (["torch_compile"] if _COMPILE.value else [])
   print(f"S4 MLP, {dataset.num_train} examples, {config.epochs} epochs per round, "
         f"device {_KIND.value}, last batch {config.last_batch}, {config.precision}")
@@ -68,7 +69,7 @@ def main(_):
     for _ in range(_ROUNDS.value):
       for v in variants:
         point = {"framework": v.split("_")[0], "variant": v, "device_kind": _KIND.value, "batch_size": b}
-        record = throughput.run_point(config, dataset, point)
+        record = throughput.run_point(config, workload, dataset, point)
         s = record["epoch_s_median"]
         best[v] = min(best.get(v, s), s)
         if v == "jax_fused" and s == best[v]:
@@ -98,7 +99,7 @@ def roofline(config, dataset, fused_step_s):
         f"{'of FLOP':>8} {'of copy':>8} {'bound':>6} {'run GFLOP':>10} {'of FLOP, run':>12}")
   model = model_registry.build(config, dataset.input_shape, dataset.num_classes, 0, _KIND.value)
   for b, step_s in fused_step_s.items():
-    p = point_lib.setup(config, dataset, batch_size=b, seed=config.seed,
+    p = point_lib.setup(config, workload, dataset, batch_size=b, seed=config.seed,
                         device_kind=_KIND.value, plan=throughput._plan(config, b, dataset.num_train))
     xb, yb = p.engine.put(dataset.train_x[:b], dataset.train_y[:b])
     c = timing.step_cost(p.engine.train_step, p.engine.state, xb, yb, compiled=True)
@@ -113,7 +114,7 @@ def roofline(config, dataset, fused_step_s):
           f"{run_flops / 1e9:>10.2f} {run_flops / peak_flops / step_s:>12.0%}", flush=True)
 
 
-def setting_sweep(config, dataset, module, name, values):
+def setting_sweep(config, workload, dataset, module, name, values):
   """torch eager / fused JAX with module.<name> set to each value in turn, read when a point
   traces its step (loop.UNROLL applies to steps under loop.SMALL_STEP_FLOPS)."""
   print(f"{name} sweep, {_KIND.value}; torch_eager s / fused s per batch size")
@@ -127,7 +128,7 @@ def setting_sweep(config, dataset, module, name, values):
           setattr(module, name, int(v))
         point = {"framework": framework, "variant": variant, "device_kind": _KIND.value,
                  "batch_size": b}
-        s = throughput.run_point(config, dataset, point)["epoch_s_median"]
+        s = throughput.run_point(config, workload, dataset, point)["epoch_s_median"]
         best[v] = min(best.get(v, s), s)
     print(f"batch {b}: " + ", ".join(f"{name} {v}: {best['torch'] / best[v]:.2f}x"
                                      for v in values), flush=True)

@@ -14,7 +14,7 @@ import time
 import jax
 from absl import app, flags
 
-from jbatch.data import registry
+from jbatch import workloads
 from jbatch.studies import critical_batch
 from jbatch.train import parallel, plan as plan_lib, point as point_lib, trials as trials_lib
 
@@ -32,7 +32,8 @@ def main(_):
   c.synthetic.num_train = _NUM_TRAIN.value + 2_000
   c.synthetic.input_shape = (32,) if _MODEL.value == "mlp" else (28, 28, 1)
   c.validation_examples = 2_000
-  dataset = registry.load(c)
+  workload = workloads.from_config(c)
+  dataset = workloads.load_data(c, workload)
   trials = [trials_lib.Trial(lr, None, 0)
             for lr, _ in trials_lib.search_space((0.003, 0.3), _TRIALS.value)]
   print(f"{_MODEL.value}, {dataset.num_train} examples, {_TRIALS.value} trials x "
@@ -41,7 +42,7 @@ def main(_):
   for kind in parallel.present_kinds(_KINDS.value):
     for b in map(int, _BATCHES.value):
       plan = plan_lib.make(dataset.num_train, b, "drop", epochs=_EPOCHS.value)
-      p = point_lib.setup(c, dataset, batch_size=b, seed=0, plan=plan, inject=True,
+      p = point_lib.setup(c, workload, dataset, batch_size=b, seed=0, plan=plan, inject=True,
                           device_kind=kind)
       seconds = {}
       for name, run in (("sequential", lambda: trials_lib.run_sequential(p, trials, None)),

@@ -107,6 +107,7 @@ def header(kind):
 def main(_):
   import json
   from jbatch.results import claims, report, sweep, workdir as workdir_lib
+  from jbatch import workloads
   from jbatch.studies import STUDIES, plan
   from jbatch.train import parallel
   if not parallel.devices_of_kind(_KIND.value):
@@ -118,15 +119,16 @@ def main(_):
   workdir_lib.use_compile_cache(workdir_lib.DEFAULT_COMPILE_CACHE)  # as the jbatch command
   mobile = mobilenet(_KIND.value, _TINY.value, os.environ.get("JBATCH_DATA_DIR", ""))
   mobile_dir = os.path.join(workdir, "mobilenet224")
-  studies.append((STUDIES["throughput"], mobile))
-  STUDIES["throughput"].validate(mobile)
+  mobile_workload = workloads.from_config(mobile)
+  studies.append((STUDIES["throughput"], mobile, mobile_workload))
+  STUDIES["throughput"].validate(mobile, mobile_workload)
   bodies = []
   for folder, group in ((workdir, studies[:-1]), (mobile_dir, studies[-1:])):
     os.makedirs(folder, exist_ok=True)
-    config_json = json.dumps([c.to_dict() for _, c in group], sort_keys=True, default=str)
+    config_json = json.dumps([c.to_dict() for _, c, _ in group], sort_keys=True, default=str)
     with claims.Worker(folder, config_json) as worker, sweep.shared(worker):
-      for module, cfg in group:
-        module.run(cfg, folder)
+      for module, cfg, workload in group:
+        module.run(cfg, workload, folder)
     report.write(folder, STUDIES)
     with open(os.path.join(folder, "report.md")) as f:
       bodies.append(f.read().replace("# jbatch report\n", "").replace("\n## ", "\n### "))

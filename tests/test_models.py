@@ -81,6 +81,7 @@ def test_a_chunked_mlp_step_gives_the_unchunked_gradients_and_batch_statistics()
   unchunked ones up to float32 summation order."""
   import numpy as np
   from jbatch.train.step import make_loss
+  from jbatch.workloads.builtin import CLASSIFIER
   c = config_lib.base()
   cpu = registry.build(c, (32,), 10, seed=0, platform="cpu")
   assert cpu.chunk == registry.MLP_CPU_CHUNK and cpu.piece_rows * 64 * 4 <= cpu_memory.HEAP_BYTES
@@ -95,10 +96,12 @@ def test_a_chunked_mlp_step_gives_the_unchunked_gradients_and_batch_statistics()
     model = registry.build(c, (32,), 10, seed=0, platform="cpu")
     model.chunk, model.piece_rows = chunk, piece_rows
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    loss = make_loss(graphdef)  # the train step's own loss
-    (value, (logits, _, stats)), grads = jax.value_and_grad(loss, has_aux=True)(
+    loss = make_loss(graphdef, CLASSIFIER)  # the train step's own loss
+    (value, (metrics, stats)), grads = jax.value_and_grad(loss, has_aux=True)(
         params, rest, x, y, True)
-    out[chunk, piece_rows] = (value, [logits], jax.tree.leaves(grads), jax.tree.leaves(stats))
+    logits = nnx.merge(graphdef, params, rest, copy=True)(x, train=True)
+    out[chunk, piece_rows] = (value, [logits, metrics["loss"], metrics["acc"]],
+                              jax.tree.leaves(grads), jax.tree.leaves(stats))
     text = jax.jit(lambda p: loss(p, rest, x, y, True)[0]).lower(params).as_text()
     assert text.count("stablehlo.while") == loops  # each piece's chunks are a loop
   plain = out[0, 0]
@@ -158,6 +161,7 @@ def test_a_chunked_mlp_step_is_counted_whole():
   the unchunked one (timing.step_cost traces it unchunked), not a chunk's."""
   from jbatch.bench import timing
   from jbatch.train.step import make_loss
+  from jbatch.workloads.builtin import CLASSIFIER
   c = config_lib.base()
   x = jnp.zeros((4 * 50, 32))
   y = jnp.zeros((x.shape[0],), jnp.int32)
@@ -166,7 +170,7 @@ def test_a_chunked_mlp_step_is_counted_whole():
     model = registry.build(c, (32,), 10, seed=0, platform="cpu")
     model.chunk = chunk
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    loss = make_loss(graphdef)
+    loss = make_loss(graphdef, CLASSIFIER)
     step = lambda p, x, y: jax.grad(lambda p: loss(p, rest, x, y, True)[0])(p)
     flops[chunk] = timing.step_flops(step, params, x, y)
     looped = timing.cost(jax.jit(step).lower(params, x, y))["flops"]

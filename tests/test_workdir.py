@@ -117,15 +117,16 @@ def test_the_report_is_drawn_after_each_study_that_added_records_or_once(tmp_pat
     def __init__(self, adds):
       self.adds = adds
 
-    def run(self, cfg, workdir):
+    def run(self, cfg, workload, workdir):
       if self.adds:
         store.append(workdir, {"study": "fake", "run_id": f"r{len(store.read(workdir))}",
                                "status": "ok"})
 
   config = ml_collections.ConfigDict({"study": "fake"})
   workdir = str(tmp_path / "run")
-  cli._run(config, "{}", [(Study(True), None), (Study(False), None), (Study(True), None)], workdir)
+  cli._run(config, "{}", [(Study(True), None, None), (Study(False), None, None),
+                                  (Study(True), None, None)], workdir)
   assert drawn == [1, 2]  # after the first and the third study, not the second
   drawn.clear()
-  cli._run(config, "{}", [(Study(False), None), (Study(False), None)], workdir)
+  cli._run(config, "{}", [(Study(False), None, None), (Study(False), None, None)], workdir)
   assert drawn == [2]  # nothing new: once, at the end
