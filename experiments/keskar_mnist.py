@@ -22,6 +22,7 @@ def get_config():
   c.schedule.base_batch_size = 256
   c.schedule.decay = "constant"
   c.epochs = 20
-  c.target_acc = 0.97
+  # time to 0.97 test accuracy, recorded while training goes on
+  c.target.metric, c.target.value, c.target.stop = "acc", 0.97, False
   c.eval_train_examples = 60_000
   return c

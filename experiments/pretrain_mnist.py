@@ -13,5 +13,4 @@ def get_config():
   c.batch_sizes = (128,)
   c.inits = ("random",)
   c.init_checkpoint = ""
-  c.target_acc = 0.0
   return c

@@ -12,5 +12,4 @@ def get_config():
   c.epochs = 30
   c.inits = ("random",)
   c.init_checkpoint = ""
-  c.target_acc = 0.0
   return c

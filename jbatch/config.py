@@ -51,9 +51,10 @@ def base():
   c.eval_every_examples = 0
   # The last N training examples held out as a validation split (a target can use it).
   c.validation_examples = 0
-  # Training stops at the first evaluation that meets it: metric acc | error | loss on
-  # split train | test | validation; metric "" for none.
-  c.target = ml_collections.ConfigDict(dict(metric="", value=0.0, split="test"))
+  # The first evaluation that meets it: metric acc | error | loss (or a workload's own) on
+  # split train | test | validation; metric "" for none. stop: training stops there;
+  # False: the run goes its whole length and records where the target was first met.
+  c.target = ml_collections.ConfigDict(dict(metric="", value=0.0, split="test", stop=True))
   # PyTorch's DataLoader keeps a last short batch by default ("partial");
   # "drop" skips it so that every step has the same shape.
   c.last_batch = "partial"
@@ -83,14 +84,24 @@ def check_devices(batch_size, n_devices, num_train, last_batch):
                     "set --config.last_batch=drop")
 
 
-def fingerprint(config, ignore=("batch_sizes", "study")):
+# Fields added after records were written, with the default they came with: hashed only
+# where they differ from it, so that the runs made before keep their ids.
+ADDED = (("workload",), ""), (("workload_config",), {}), (("target", "stop"), True)
+
+
+def fingerprint(config, ignore=("batch_sizes", "study"), legacy=None):
   """A short hash of what a run depends on, so resumes skip only truly finished work.
-  A user workload's origin, settings and code hash are in it (workloads.bind); a built-in
-  run's hash is what it was before workloads existed, so its finished runs are kept."""
+  A user workload's origin, settings and code hash are in it (workloads.bind).
+  legacy(dict) -> dict: a study's config as it was hashed before a field was renamed."""
   d = {k: v for k, v in config.to_dict().items() if k not in ignore}
-  if not d.get("workload"):
-    for k in ("workload", "workload_config", "workload_hash"):
-      d.pop(k, None)
+  if legacy is not None:
+    d = legacy(d)
+  for path, default in ADDED:
+    node = d
+    for k in path[:-1]:
+      node = node.get(k) if isinstance(node, dict) else None
+    if isinstance(node, dict) and node.get(path[-1], default) == default:
+      node.pop(path[-1], None)
   return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

@@ -95,7 +95,8 @@ def test_pretrained_start_on_other_classes(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   proc = run_cli(*FAST, "--config.synthetic.num_classes=4", "--config.batch_sizes=16,256",
                  "--config.epochs=2", "--config.inits=random,pretrained",
-                 f"--config.init_checkpoint={pre}", "--config.target_acc=0.3",
+                 f"--config.init_checkpoint={pre}", "--config.target.metric=acc",
+                 "--config.target.value=0.3", "--config.target.stop=False",
                  f"--workdir={fine}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = _records(fine)

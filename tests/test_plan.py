@@ -112,6 +112,14 @@ def test_a_target_stops_at_the_first_crossing_of_the_same_run_without_it():
   loss_at = next(r["steps"] for r in free["history"] if r["test_loss"] <= np.median(losses))
   _, by_loss = _fit(plan, fit_lib.Target("loss", float(np.median(losses)), "test"))
   assert by_loss["target"]["steps"] == loss_at
+  # stop=False: the whole run, bit for bit the one without a target, and the same crossing
+  eng_free, _ = _fit(plan)
+  eng_on, going_on = _fit(plan, fit_lib.Target("acc", value, "test", stop=False))
+  timeless = lambda h: [{k: v for k, v in r.items() if k not in (
+      "train_seconds", "epoch_s", "eval_s", "samples_per_sec")} for r in h]
+  assert timeless(going_on["history"]) == timeless(free["history"])
+  np.testing.assert_array_equal(_flat(eng_on.state), _flat(eng_free.state))
+  assert going_on["target"]["steps"] == first["steps"] and going_on["status"] == "ok"
 
 
 def test_a_target_never_met_is_a_result():

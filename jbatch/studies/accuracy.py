@@ -17,7 +17,8 @@ from jbatch import config as config_lib, workloads
 from jbatch.errors import UserError
 from jbatch.results import sweep
 from jbatch.studies import accuracy_report
-from jbatch.train import checkpoint, parallel, plan as plan_lib, point as point_lib, schedules
+from jbatch.train import checkpoint, fit as fit_lib, parallel, plan as plan_lib
+from jbatch.train import point as point_lib, schedules
 
 NAME = "accuracy"
 MULTI_PROCESS = True  # every point trains on one mesh, which may span processes
@@ -48,7 +49,6 @@ def default_config():
   c.inits = ("random",)
   c.init_checkpoint = ""  # a run folder of a finished jbatch run, for inits=pretrained
   c.seeds = (0,)
-  c.target_acc = 0.0  # > 0: record epochs, steps, examples and seconds to reach it
   c.eval_train_examples = 10_000  # the fixed train subset evaluated each epoch
   c.checkpoint_every = 1  # epochs; 0: only at the end
   c.device_kind = "auto"  # auto: a GPU when there is one, else the CPU
@@ -71,9 +71,10 @@ def validate(config, workload):
     raise UserError("checkpoint_every and eval_train_examples must be >= 0")
   point_lib.check(config, num_train, config_lib.names(config.optimizers),
                   config_lib.names(config.rules), workload)
-  if config.target_acc and "acc" not in workload.metrics:
-    raise UserError(f"target_acc={config.target_acc}, but workload {workload.name} reports no "
-                    "accuracy; set --config.target_acc=0")
+  if "target_acc" in config:
+    raise UserError("target_acc is now the config's one target: set --config.target.metric="
+                    "acc --config.target.value=X --config.target.stop=False (record where it "
+                    "is first met and train on)")
   if num_train is not None:
     sizes = config_lib.batch_sizes(config, num_train)
     plan_lib.check_batch_sizes(config, sizes, num_train)
@@ -95,8 +96,17 @@ def _check_pretrained_meta(config):
                     "pre-training run")
 
 
+def _hashed_as_before_one_target(d):
+  """An accuracy config as it was hashed when the accuracy to record time to was
+  `target_acc`, beside a `target` that stopped training: a finished run keeps its id."""
+  t, acc = d["target"], 0.0
+  if not t.get("stop", True) and t["metric"] == "acc" and t["split"] == "test":
+    acc, t = t["value"], {"metric": "", "value": 0.0, "split": "test"}  # the base's then
+  return dict(d, target=t, target_acc=acc)
+
+
 def grid(config, num_train):
-  fp = config_lib.fingerprint(config, ignore=_NOT_IN_HASH)
+  fp = config_lib.fingerprint(config, ignore=_NOT_IN_HASH, legacy=_hashed_as_before_one_target)
   kind = parallel.resolve_kind(config.device_kind)
   points = []
   for b in config_lib.batch_sizes(config, num_train):
@@ -142,7 +152,8 @@ def _train_point(config, workload, dataset, point, workdir, pretrained):
           "run_id": point["run_id"]}
   result = point_lib.train(p, seed=point["seed"], run_id=point["run_id"], workdir=workdir,
                            meta=meta)
-  return {**_summary(result["history"], config.target_acc), **result, **p.fields(),
+  target = fit_lib.check_target(config.target, point_lib.evaluation_splits(config, workload), workload)
+  return {**_summary(result["history"], target), **result, **p.fields(),
           "head_reinitialized": fresh_head}
 
 
@@ -162,7 +173,7 @@ def _summary(history, target):
   else:
     best = min(history, key=lambda r: r["test_loss"])
     out.update(best_test_loss=best["test_loss"], best_epoch=best["epoch"])
-  hit = next((r for r in history if target and r["test_acc"] >= target), None)
+  hit = next((r for r in history if target is not None and target.met(r)), None)
   for field, column in (("epochs_to_target", "epoch"), ("steps_to_target", "steps"),
                         ("examples_to_target", "examples"),
                         ("seconds_to_target", "train_seconds")):

@@ -79,7 +79,9 @@ def report(records, workdir):
     out.append("")
 
   out += ["### Time per epoch and time to target", ""]
-  target = c.get("target_acc") or None
+  t = c.get("target", {})  # records of before the one target held target_acc
+  target = c.get("target_acc") or (f"{t['split']} {t['metric']} {t['value']}"
+                                    if t.get("metric") else None)
   out.append(report_lib.table(
       ["rule / optimizer / init", "batch", "lr peak", "s/epoch", "samples/s", "compile s",
        f"epochs to {target}", "examples to target", "s to target", "status"],

@@ -87,6 +87,9 @@ def validate(config, workload):
   if not _target(config, workload).metric:
     raise UserError("critical_batch needs a target: set --config.target.metric and "
                     "--config.target.value")
+  if not config.target.get("stop", True):
+    raise UserError("critical_batch stops each trial at its target; set "
+                    "--config.target.stop=True")
   if config.schedule.decay != "constant" or config.schedule.warmup_epochs:
     raise UserError("critical_batch searches a constant learning rate; set "
                     "schedule.decay=constant and schedule.warmup_epochs=0")

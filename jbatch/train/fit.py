@@ -32,6 +32,7 @@ class Target:
   value: float
   split: str = "test"
   direction: str | None = None  # None: max for acc, min for the others
+  stop: bool = True  # False: the run goes on after the target is met
 
   def __post_init__(self):
     if self.direction is None:
@@ -69,7 +70,7 @@ def check_target(cfg, splits, workload=None):
     raise UserError(f"target loss={cfg.value}; give a positive value")
   direction = (workload.direction(cfg.metric) if workload is not None and cfg.metric != "error"
                else None)
-  return Target(cfg.metric, float(cfg.value), cfg.split, direction)
+  return Target(cfg.metric, float(cfg.value), cfg.split, direction, bool(cfg.get("stop", True)))
 
 
 def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, lr_at=None,
@@ -151,9 +152,11 @@ def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, 
       progress(f"{label} epoch {plan.epoch_at(done)}/{plan.epochs}: training loss is "
                f"{summary['loss']}; diverged, stopping this run")
       break
-    if target is not None and hit is None and target.met(row):
+    newly_met = target is not None and hit is None and target.met(row)
+    if newly_met:
       hit = row
-    finished = done == plan.total_steps or hit is not None
+    stop = hit is not None and target.stop
+    finished = done == plan.total_steps or stop
     ends_epoch = seg.start + seg.steps == plan.steps_per_epoch
     if checkpoints is not None and (ends_epoch or finished):
       checkpoints.maybe_save(done, plan.epoch_at(done), engine.state, dict(
@@ -166,9 +169,11 @@ def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, 
                        if k.endswith(shown))
       progress(f"{label} epoch {plan.epoch_at(done)}/{plan.epochs}: {accs}, "
                f"{row['samples_per_sec']:,.0f} samples/s, about {left:.0f}s left")
-    if hit is not None:
+    if newly_met:
       progress(f"{label}: target {target.split} {target.metric} {target.value} met at step "
-               f"{hit['steps']} ({hit['examples']:,} examples); stopping")
+               f"{hit['steps']} ({hit['examples']:,} examples)"
+               + ("; stopping" if target.stop else ""))
+    if stop:
       break
   out = {"status": status, "history": history, "compile_s": compile_s,
          "train_seconds": train_s, "resumed_from_epoch": resumed_at or None,

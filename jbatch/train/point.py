@@ -44,7 +44,7 @@ def check(config, num_train, optimizers, rules, workload=None):
   if config.eval_batch_size <= 0:
     raise UserError(f"eval_batch_size={config.eval_batch_size}; give a positive batch size")
   epochs = plan_lib.check_length(config, num_train)
-  splits = ("train", "test") + (("validation",) if _has_validation(config, workload) else ())
+  splits = evaluation_splits(config, workload)
   if config.target.split == "validation" and "validation" not in splits:
     raise UserError("target.split=validation needs a validation split; set "
                     "--config.validation_examples=N (held out of the training set)")
@@ -53,13 +53,14 @@ def check(config, num_train, optimizers, rules, workload=None):
   parallel.check_kind(config.device_kind)
 
 
-def _has_validation(config, workload):
-  """validation_examples held out, or a user workload's own validation split."""
-  if config.get("validation_examples"):
-    return True
+def evaluation_splits(config, workload=None):
+  """train and test, and validation where there is one: validation_examples held out, or a
+  user workload's own validation split."""
   from jbatch import workloads
-  return (workload is not None and not workloads.is_builtin(workload)
-          and workloads.load_data(config, workload).val_x is not None)
+  held = bool(config.get("validation_examples")) or (
+      workload is not None and not workloads.is_builtin(workload)
+      and workloads.load_data(config, workload).val_x is not None)
+  return ("train", "test") + (("validation",) if held else ())
 
 
 def mesh(config, device_kind=None):
