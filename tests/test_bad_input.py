@@ -132,6 +132,10 @@ TABLE = [
      "raw_parameter: precision=bfloat16 reaches"),
     ("workload", [f"{W}:good", "--config.study=loader"], "does not take workload"),
     ("throughput", [f"{W}:good"], "variant torch_eager needs a PyTorch twin"),
+    ("throughput", ["--config.model=resnet18", "--config.synthetic.input_shape=(8,8,3)"],
+     "workload resnet18/synthetic has none"),
+    ("critical_batch", ["--config.target.stop=False"], "set --config.target.stop=True"),
+    ("accuracy", ["--config.target_acc=0.5"], "no field"),
 ]
 
 

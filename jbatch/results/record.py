@@ -45,10 +45,13 @@ def now():
 def base(study, run_id, config, *, framework, device_kind, device_name, n_devices, batch_size,
          seed, started, seconds, status="ok", n_processes=1):
   """seed: the grid point's own seed (config.seeds), or config.seed for studies without
-  a seed axis."""
+  a seed axis. A user workload's model and dataset are its FILE.py:NAME (the record's
+  workload fields name it too)."""
+  user = config.get("workload", "")
   return {"study": study, "run_id": run_id, "status": status, "framework": framework,
           "device_kind": device_kind, "device_name": device_name, "n_devices": n_devices,
-          "n_processes": n_processes, "model": config.model, "dataset": config.dataset,
+          "n_processes": n_processes, "model": user or config.model,
+          "dataset": user or config.dataset,
           "batch_size": batch_size, "precision": config.get("precision", "float32"),
           "seed": seed, "last_batch": config.last_batch, "config": config.to_dict(),
           "versions": versions(), "git_rev": git_rev(), "host_cpus": os.cpu_count(),

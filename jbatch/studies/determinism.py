@@ -78,7 +78,7 @@ def run(config, workload, workdir):
   if num_train is None:
     num_train = workloads.load_data(config, workload).num_train
   sweep.run(NAME, config, workdir, grid(config, num_train),
-            lambda p: _measure(config, p))
+            lambda p: {**workloads.record_fields(workload), **_measure(config, p)})
 
 
 def child_env(mode, kind):

@@ -103,7 +103,8 @@ def run_point(config, workload, dataset, point):
   run = _run_jax if point["framework"] == "jax" else _run_torch
   if point["variant"] == "max_batch":
     run = _run_max_batch
-  return {"num_train": dataset.num_train, **run(config, workload, dataset, point)}
+  return {"num_train": dataset.num_train, **workloads.record_fields(workload),
+          **run(config, workload, dataset, point)}
 
 
 def _epoch_fields(epoch_s, plan):

@@ -89,10 +89,9 @@ class Point:
 
   def fields(self):
     """Record fields every study shares."""
-    p, w = self.plan, self.workload
-    return {"workload": w.name, "workload_source": w.source,
-            "workload_hash": w.source_hash or None, "units_per_example": w.units_per_example,
-            "unit": w.unit,
+    from jbatch import workloads
+    p = self.plan
+    return {**workloads.record_fields(self.workload),
             "device_name": self.engine.device.device_kind, "n_devices": self.engine.n_devices,
             "lr_peak": self.lr_peak, "base_lr": self.base_lr, "num_train": p.num_train,
             "steps_per_epoch": p.steps_per_epoch, "total_steps": p.total_steps,

@@ -30,6 +30,13 @@ def is_builtin(workload):
   return workload.source == "builtin"
 
 
+def record_fields(workload):
+  """What every record says of its workload."""
+  return {"workload": workload.name, "workload_source": workload.source,
+          "workload_hash": workload.source_hash or None,
+          "units_per_example": workload.units_per_example, "unit": workload.unit}
+
+
 def bind(config, workload):
   """The config a study runs with: a user workload's origin and code hash in it, so that
   its run ids and records carry them; a built-in's config unchanged (its ids with it)."""
