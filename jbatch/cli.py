@@ -7,8 +7,10 @@ status 2. Then each study runs its grid, appending records to
 DIR/results.jsonl, and DIR/report.md is written from them.
 """
 
+import ast
 import json
 import os
+import re
 import sys
 import threading
 import traceback
@@ -58,6 +60,27 @@ def fail(message):
   distributed.exit(2)
 
 
+# --config[.<section>].workload_config.<field>=VALUE: a user workload's own settings, which
+# the config file need not list (config_flags accepts only fields the file has).
+_WORKLOAD_FIELD = re.compile(r"^--config\.((?:\w+\.)*)workload_config\.(\w+)=(.*)$")
+_WORKLOAD_OVERRIDES = []
+
+
+def _take_workload_overrides(argv):
+  """argv without the workload_config overrides, which are kept for _load_config (config_flags
+  reads sys.argv itself, so they leave it before absl parses)."""
+  _WORKLOAD_OVERRIDES.clear()
+  kept = []
+  for arg in argv:
+    m = _WORKLOAD_FIELD.match(arg)
+    if m:
+      _WORKLOAD_OVERRIDES.append((m.group(1).rstrip(".").split(".") if m.group(1) else [],
+                                  m.group(2), m.group(3)))
+    else:
+      kept.append(arg)
+  return kept
+
+
 def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
@@ -80,11 +103,41 @@ def _load_config():
   try:
     config = _CONFIG.value
     config.to_dict()  # config_flags hands back a stand-in that raises on first use
+    _override_workload_fields(config)
     return config
   except Exception as e:
     if not os.path.isfile(given[-1]):
       fail(f"config file {given[-1]} does not exist; check the path (configs are in experiments/)")
     fail(f"config file {given[-1]} does not load: {type(e).__name__}: {str(e).splitlines()[-1]}")
+
+
+def _override_workload_fields(config):
+  """Applies --config[.<section>].workload_config.<field>=VALUE: VALUE as the type of the
+  field the file gives, else as a Python literal, else as a string."""
+  for path, field, text in _WORKLOAD_OVERRIDES:
+    node = config
+    for key in path:
+      if key not in node:
+        fail(f"the config has no section {'.'.join(path)} for --config.{'.'.join(path)}"
+             f".workload_config.{field}; check the spelling")
+      node = node[key]
+    if "workload_config" not in node:
+      fail(f"the config has no workload_config for --config.{'.'.join(path + [''])}"
+           f"workload_config.{field}")
+    section = node.workload_config
+    old = section.get(field)
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    if isinstance(old, bool) or isinstance(value, bool):
+      value = text.lower() in ("1", "true", "yes") if isinstance(old, bool) else value
+    elif isinstance(old, float) and isinstance(value, int):
+      value = float(value)
+    elif isinstance(old, str):
+      value = text
+    with section.unlocked():
+      section[field] = value
 
 
 def main(argv):
@@ -115,7 +168,7 @@ def main(argv):
   except UserError as e:
     fail(str(e))
   if workers is not None:
-    code = workers_lib.launch(workers, workers_lib.without_workers_flag(sys.argv[1:]))
+    code = workers_lib.launch(workers, workers_lib.without_workers_flag((_ARGV or sys.argv)[1:]))
     if code == 0:
       print(f"report: {os.path.join(workdir, 'report.md')}")
     sys.exit(code)
@@ -146,5 +199,10 @@ def _run(config, config_json, studies, workdir):
     fail(str(e))
 
 
+_ARGV = []  # the command line as given: what --workers hands on to its workers
+
+
 def run():
+  _ARGV[:] = sys.argv
+  sys.argv = _take_workload_overrides(sys.argv)
   app.run(main, flags_parser=_parse_flags)

@@ -131,10 +131,15 @@ TABLE = [
     ("workload", [f"{W}:raw_parameter", "--config.precision=bfloat16"],
      "raw_parameter: precision=bfloat16 reaches"),
     ("workload", [f"{W}:good", "--config.study=loader"], "does not take workload"),
+    ("workload", ["--config.critical_batch.workload_config.dim=3"],
+     "no section critical_batch for --config.critical_batch.workload_config.dim"),
     ("throughput", [f"{W}:good"], "variant torch_eager needs a PyTorch twin"),
     ("throughput", ["--config.model=resnet18", "--config.synthetic.input_shape=(8,8,3)"],
      "workload resnet18/synthetic has none"),
     ("critical_batch", ["--config.target.stop=False"], "set --config.target.stop=True"),
+    ("workload", ["--config.probes.enabled=True", "--config.trials_vmapped=False",
+                  "--config.probes.batch_size=64", "--config.probes.every_examples=64"],
+     "linear_regression.py:workload: the fast per-example path covers 0 of 8 parameters"),
     ("accuracy", ["--config.target_acc=0.5"], "no field"),
 ]
 

@@ -228,3 +228,39 @@ def test_the_python_api_runs_a_workload_object_and_resumes(tmp_path):
   assert api.identified(other).source_hash != records[0]["workload_hash"]  # other data
   with pytest.raises(UserError, match="unknown study"):
     api.run_study("nope", w, str(tmp_path), c)
+
+
+def test_a_module_path_names_a_workload_too():
+  c = _linreg_config()
+  c.workload = "linear_regression:workload"  # examples/ is on sys.path here
+  ids, w = _ids(c)
+  assert w.source == "linear_regression:workload" and w.name == "linear_regression_d8_noise1"
+  assert ids.isdisjoint(_ids(_linreg_config())[0])  # another origin, another id
+
+
+def test_the_dynamics_study_on_the_linear_regression(tmp_path):
+  """Per-example norms by vmap and the noise scale from groups on a user's model: B_simple
+  at w = 0 is (d + 1) + d noise^2 / |w*|^2 = 9 + 8 / 8 = 10 (STUDIES.md S5)."""
+  out = run_cli(f"--config={E}/dynamics_small.py", f"--workdir={tmp_path}",
+                f"--config.workload={LINREG}",
+                "--config.workload_config.dim=8", "--config.workload_config.num_train=4096",
+                "--config.train_subset=0", "--config.batch_sizes=(64,)",
+                "--config.optimizers=sgd", "--config.epochs=1", "--config.probes.method=vmap",
+                "--config.probes.batch_size=4096", "--config.probes.chunk=256",
+                "--config.probes.groups=8", "--config.probes.every_examples=4096",
+                "--config.accumulation.steps=(2,)", "--config.sharpness.iters=30")
+  assert out.returncode == 0, out.stderr[-3000:]
+  records = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+  train = next(r for r in records if r["kind"] == "train")
+  first = train["history"][0]["probes"][0]
+  assert first["step"] == 0 and first["distance"] == 0.0
+  assert 8 < first["trace"] / first["g2"] < 12  # per-example, at the initial weights
+  assert 6 < first["trace_groups"] / first["g2_groups"] < 15  # from 8 groups: noisier
+  # the Hessian of the mean of 0.5 (x.w - y)^2 over the m examples is X^T X / m
+  data = linear_regression.workload(ml_collections.ConfigDict(dict(dim=8, num_train=4096))).data()
+  x = data.train_x[:train["sharpness_examples"]].astype(np.float64)
+  top = np.linalg.eigvalsh(x.T @ x / len(x))[-1]
+  # power iteration's Rayleigh quotient approaches it from below
+  assert 0.99 * top < train["sharpness"] <= top * (1 + 1e-5), (train["sharpness"], top)
+  acc = next(r for r in records if r["kind"] == "accumulation")
+  assert acc["max_abs_param_diff"] < 1e-5 * max(acc["max_abs_param"], 1)  # no BatchNorm

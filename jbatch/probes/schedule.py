@@ -65,6 +65,24 @@ def check(cfg, batch_sizes, n_devices):
                       "(noise scale from groups); change probes.groups or the batch")
 
 
+def check_fast_path(cfg, config, workload):
+  """probes.method=fast on a user's workload: its model is made only of layers the fast path
+  knows (jbatch's Dense, Conv, BatchNorm), found by a shape pass before any work."""
+  from flax import nnx
+  from jbatch import workloads
+  from jbatch.train import point as point_lib
+  if cfg.method != "fast" or workloads.is_builtin(workload):
+    return
+  data = workloads.load_data(config, workload)
+  model = point_lib.build_model(config, workload, config.seed, None)
+  graphdef, params, state = nnx.split(model, nnx.Param, ...)
+  try:
+    jax.eval_shape(per_example.make(graphdef, workload, "fast", 0), params, state,
+                   data.train_x[:2], data.train_y[:2])
+  except UserError as e:
+    raise UserError(f"workload {workload.source}: {e}") from e
+
+
 class Probe:
 
   def __init__(self, engine, cfg, plan):

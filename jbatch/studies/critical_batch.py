@@ -51,7 +51,8 @@ def default_config():
   c.search = "log"  # log | quasi (Halton; the one that also searches momentum)
   c.momentum_range = ()  # (lo, hi): search momentum too
   c.trials_vmapped = False  # all trials of a batch size as one vmapped program (no probes)
-  c.target = ml_collections.ConfigDict(dict(metric="error", value=0.01, split="validation"))
+  c.target = ml_collections.ConfigDict(dict(metric="error", value=0.01, split="validation",
+                                            stop=True))
   c.max_examples = 2_000_000
   c.eval_every_examples = 8_192
   c.probes = probe_lib.default_config(every_examples=16_384)
@@ -114,6 +115,7 @@ def validate(config, workload):
                       f"max_examples={config.max_examples}; lower it")
     if config.probes.enabled and not config.trials_vmapped:
       probe_lib.check(config.probes, sizes, n)
+      probe_lib.check_fast_path(config.probes, config, workload)
       if config.probes.batch == "fixed" and config.probes.batch_size > num_train:
         raise UserError(f"probes.batch_size={config.probes.batch_size} is larger than the "
                         f"{num_train} training examples")

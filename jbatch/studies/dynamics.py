@@ -90,6 +90,7 @@ def validate(config, workload):
     for b in sizes:
       config_lib.check_devices(b, n, num_train, config.last_batch)
     probe_lib.check(config.probes, sizes, n)
+    probe_lib.check_fast_path(config.probes, config, workload)
     if config.probes.batch == "fixed" and config.probes.batch_size > num_train:
       raise UserError(f"probes.batch_size={config.probes.batch_size} is larger than the "
                       f"{num_train} training examples")

@@ -22,6 +22,12 @@ def _label(r):
   return f"b{r['batch_size']} {r['rule']} {r['optimizer']} s{r['seed']}"
 
 
+def _pair(r, metric):
+  """'accumulated / whole' of a metric of an accumulation record ('-' where it has none)."""
+  a, w = r.get(f"accumulated_{metric}"), r.get(f"whole_{metric}")
+  return "-" if a is None or w is None else f"{a:.4f} / {w:.4f}"
+
+
 def report(records, workdir, published):
   out = ["## Dynamics: gradient norms, distance, noise scale, sharpness, accumulation "
          "(S3, S5, seeds/002)", ""]
@@ -65,11 +71,11 @@ def report(records, workdir, published):
     out += ["", "### Gradient accumulation: k micro-batches vs one batch of k x micro-batch", "",
             report_lib.table(
                 ["k x micro", "BatchNorm", "steps", "max |param diff|", "max |param|",
-                 "train acc (accum / whole)", "test acc (accum / whole)"],
+                 "train acc (accum / whole)", "test acc or loss (accum / whole)"],
                 [[f"{r['micro_batches']} x {r['micro_batch']}", r["batchnorm"], r["steps"],
-                  r["max_abs_param_diff"], r["max_abs_param"],
-                  f"{r['accumulated_train_acc']:.4f} / {r['whole_train_acc']:.4f}",
-                  f"{r['accumulated_test_acc']:.4f} / {r['whole_test_acc']:.4f}"]
+                  r["max_abs_param_diff"], r["max_abs_param"], _pair(r, "train_acc"),
+                  _pair(r, "test_acc") if r.get("whole_test_acc") is not None
+                  else _pair(r, "test_loss")]
                  for r in sorted(accum, key=lambda r: (r["micro_batches"], r["batchnorm"]))]),
             "", "Without BatchNorm the two agree to float rounding; with it each micro-batch is "
             "normalized by its own statistics, so they part."]
