@@ -91,9 +91,11 @@ ADDED = (("workload",), ""), (("workload_config",), {}), (("target", "stop"), Tr
 
 def fingerprint(config, ignore=("batch_sizes", "study"), legacy=None):
   """A short hash of what a run depends on, so resumes skip only truly finished work.
-  A user workload's origin, settings and code hash are in it (workloads.bind).
+  A user workload's code and settings are in it (workloads.bind), not the path it is at.
   legacy(dict) -> dict: a study's config as it was hashed before a field was renamed."""
   d = {k: v for k, v in config.to_dict().items() if k not in ignore}
+  if d.get("workload_hash"):  # the code and settings, wherever the file lives
+    d.pop("workload")
   if legacy is not None:
     d = legacy(d)
   for path, default in ADDED:

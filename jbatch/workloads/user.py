@@ -7,6 +7,7 @@ records. `check` tries the workload on a few training examples before any work,
 and every problem is one line that names the user's file and function.
 """
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -37,10 +38,9 @@ def _import(spec):
                       "pkg.module:NAME")
     name = "jbatch_workload_" + hashlib.sha1(path.encode()).hexdigest()[:8]
     folder = os.path.dirname(path)
-    for key, m in list(sys.modules.items()):  # the files beside it, read afresh
-      if _in_folder(getattr(m, "__file__", None), folder):
-        del sys.modules[key]
-    sys.path.insert(0, folder)  # its own imports of the files beside it
+    _forget(folder)
+    if folder not in sys.path:
+      sys.path.insert(0, folder)  # its imports of the files beside it, at load or later
     try:
       module_spec = importlib.util.spec_from_file_location(name, path)
       module = importlib.util.module_from_spec(module_spec)
@@ -49,17 +49,28 @@ def _import(spec):
     except Exception as e:
       sys.modules.pop(name, None)
       raise UserError(f"workload {spec}: {target} does not import: {_first_line(e)}") from e
-    finally:
-      sys.path.remove(folder)
     return module, folder
   try:
+    found = importlib.util.find_spec(target)
+    if found is None or not found.origin:
+      raise ModuleNotFoundError(f"No module named {target!r}")
+    folder = os.path.dirname(os.path.abspath(found.origin))
+    _forget(folder)
     module = importlib.import_module(target)
   except ModuleNotFoundError as e:
     raise UserError(f"workload {spec}: no module {target!r} ({_first_line(e)}); give "
                     "FILE.py:NAME or an importable pkg.module:NAME") from e
   except Exception as e:
     raise UserError(f"workload {spec}: module {target} does not import: {_first_line(e)}") from e
-  return module, os.path.dirname(os.path.abspath(module.__file__))
+  return module, folder
+
+
+def _forget(folder):
+  """Drops the modules of the files in `folder` (jbatch's aside), so that the workload's
+  import reads them afresh and the ones it imports are the ones loaded after it."""
+  for key, m in list(sys.modules.items()):
+    if _in_folder(getattr(m, "__file__", None), folder):
+      del sys.modules[key]
 
 
 # jbatch's own code is never part of a workload's, wherever the workload's file lives.
@@ -75,16 +86,16 @@ def _in_folder(path, folder):
   return os.path.dirname(path) == folder and not path.startswith(_JBATCH)
 
 
-def code_hash(module, folder):
-  """sha1 over the module's source and that of every loaded module from its folder (the
-  files beside it that it imports), in a fixed order."""
-  files = {os.path.abspath(module.__file__)}
-  files |= {os.path.abspath(m.__file__) for m in list(sys.modules.values())
-            if _in_folder(getattr(m, "__file__", None), folder)}
-  return files_hash(files, folder)
+def code_files(module, folder):
+  """The module's file and every loaded module's from its folder (the files beside it that
+  it imports)."""
+  return {os.path.abspath(module.__file__)} | {
+      os.path.abspath(m.__file__) for m in list(sys.modules.values())
+      if _in_folder(getattr(m, "__file__", None), folder)}
 
 
 def files_hash(files, folder):
+  """sha1 over the files' names (relative to folder) and contents, in a fixed order."""
   digest = hashlib.sha1()
   for f in sorted(files):
     digest.update(os.path.relpath(f, folder).encode())
@@ -113,13 +124,11 @@ def load(spec, workload_config):
   if not isinstance(workload, Workload):
     raise UserError(f"workload {spec}: {name}() returned {type(workload).__name__}, not a "
                     "jbatch.workloads.Workload")
-  digest = hashlib.sha1(code_hash(module, folder).encode())
+  files = code_files(module, folder)
+  _FILES[spec] = (folder, files)
+  digest = hashlib.sha1(files_hash(files, folder).encode())
   digest.update(json.dumps(workload_config.to_dict(), sort_keys=True, default=str).encode())
-  workload = _with_source(workload, spec, digest.hexdigest()[:12])
-  _FILES[spec] = (folder, {os.path.abspath(m.__file__) for m in list(sys.modules.values())
-                           if _in_folder(getattr(m, "__file__", None), folder)}
-                  | {os.path.abspath(module.__file__)})
-  return workload
+  return dataclasses.replace(workload, source=spec, source_hash=digest.hexdigest()[:12])
 
 
 _FILES = {}  # spec -> (folder, the files its last load read)
@@ -135,11 +144,6 @@ def current_code(spec):
     return files_hash(files, folder)
   except OSError:
     return "gone"
-
-
-def _with_source(workload, source, source_hash):
-  import dataclasses
-  return dataclasses.replace(workload, source=source, source_hash=source_hash)
 
 
 def object_hash(workload):
