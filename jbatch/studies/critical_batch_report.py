@@ -106,7 +106,9 @@ def _optimizer_section(workdir, opt, points, largest):
     rs = by_b[b]
     best = [r for r in rs if r.get("best_lr")]
     edge = sorted({r["best_lr_edge"] for r in best if r.get("best_lr_edge")})
-    rows.append([b, steps[b], _geomean([r.get("examples_to_target") for r in rs]),
+    examples = (steps[b] * b if steps[b] and len(rs) > 1 else  # the tuned steps' examples
+                _geomean([r.get("examples_to_target") for r in rs]))
+    rows.append([b, steps[b], examples,
                  _geomean([r.get("best_lr") for r in best]),
                  ("widen lr_range " + ("down" if edge == ["low"] else "up" if edge == ["high"]
                                        else "both ways")) if edge else "",

@@ -8,7 +8,7 @@ call (one compile per segment length). The host syncs once per segment (the
 summed metrics) plus the evaluations. A NaN or infinite training loss stops the
 run with status `diverged`; a target met stops it with its steps, examples and
 seconds; a target never met ends the run at its length with status
-`not_reached`.
+`not_reached` (one with stop=False, only recorded, leaves it `ok`).
 """
 
 import dataclasses
@@ -180,7 +180,7 @@ def fit(engine, train, evals, plan, *, seed, eval_batch_size, checkpoints=None, 
          "diverged_epoch": diverged_epoch}
   if target is not None:
     out["target"] = target_fields(target, hit, history)
-    if status == "ok" and hit is None:
+    if status == "ok" and hit is None and target.stop:  # a target to record only: still ok
       out["status"] = "not_reached"
   return out
 
