@@ -128,7 +128,10 @@ def load(spec, workload_config):
   _FILES[spec] = (folder, files)
   digest = hashlib.sha1(files_hash(files, folder).encode())
   digest.update(json.dumps(workload_config.to_dict(), sort_keys=True, default=str).encode())
-  return dataclasses.replace(workload, source=spec, source_hash=digest.hexdigest()[:12])
+  target = spec.rsplit(":", 1)[0]
+  source = (os.path.normpath(target) if target.endswith(".py") or os.sep in target
+            else target) + ":" + name  # a/../b.py:NAME as b.py:NAME, in records and reports
+  return dataclasses.replace(workload, source=source, source_hash=digest.hexdigest()[:12])
 
 
 _FILES = {}  # spec -> (folder, the files its last load read)
