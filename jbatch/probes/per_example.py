@@ -53,7 +53,8 @@ def make_vmap(graphdef, workload, chunk):
   """(params, model_state, x, y) -> {sq_norms, grad_sum}; chunk must divide len(x)."""
 
   def one_grad(params, model_state, x, y):
-    return jax.grad(lambda p: eval_losses(graphdef, workload, p, model_state, x[None], y[None])[0])(params)
+    one = lambda p: eval_losses(graphdef, workload, p, model_state, x[None], y[None])[0]
+    return jax.grad(one)(params)
 
   def norms(params, model_state, x, y):
     n = x.shape[0]

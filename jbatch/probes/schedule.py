@@ -129,7 +129,8 @@ class Probe:
   def _mean_grad(self, model_state):
     def mean_grad(params, x, y):
       return jax.grad(
-          lambda p: per_example.eval_losses(self.graphdef, self.workload, p, model_state, x, y).mean())(params)
+          lambda p: per_example.eval_losses(self.graphdef, self.workload, p, model_state, x,
+                                            y).mean())(params)
     return mean_grad
 
 

@@ -106,7 +106,8 @@ def _hashed_as_before_one_target(d):
 
 
 def grid(config, num_train):
-  fp = config_lib.fingerprint(config, ignore=_NOT_IN_HASH, legacy=_hashed_as_before_one_target)
+  fp = config_lib.fingerprint(config, ignore=_NOT_IN_HASH,
+                              legacy=_hashed_as_before_one_target)
   kind = parallel.resolve_kind(config.device_kind)
   points = []
   for b in config_lib.batch_sizes(config, num_train):
