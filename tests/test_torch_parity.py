@@ -27,7 +27,7 @@ def test_outputs_and_three_sgd_steps_match(model):
   eng = Engine(registry.build(c, shape, 10, seed=0), optim.make(c.optimizer),
                parallel.make_mesh("cpu", 1))
   # the workload's twin, made with the weights of its JAX model at the config's seed (0)
-  runner = torch_train.TorchRunner(c, workload, ds, "cpu")
+  runner = torch_train.TorchRunner(c, workload, ds, "cpu", eng.model())
   tmodel = runner.model
   x = ds.train_x[:32]
   with torch.no_grad():

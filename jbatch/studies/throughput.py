@@ -179,7 +179,9 @@ def _run_torch(config, workload, dataset, point):
   from jbatch.torch_ref.train import TorchRunner
   if point["device_kind"] != "cpu" and not torch.cuda.is_available():
     raise UserError("PyTorch has no CUDA here")
-  runner = TorchRunner(config, workload, dataset, point["device_kind"],
+  # the twin starts from the weights the JAX points start from
+  jax_model = point_lib.build_model(config, workload, config.seed, "cpu")
+  runner = TorchRunner(config, workload, dataset, point["device_kind"], jax_model,
                        compile_model=point["variant"] == "torch_compile")
   plan = _plan(config, point["batch_size"], dataset.num_train)
   warm = [runner.epoch(plan)[0] for _ in range(max(config.warmup_epochs, 1))]

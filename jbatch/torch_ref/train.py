@@ -27,13 +27,11 @@ def make_optimizer(cfg, params):
 
 class TorchRunner:
 
-  def __init__(self, config, workload, dataset, device_kind, compile_model=False):
-    """The workload's PyTorch twin (workload.torch_twin) with the weights of its JAX model
-    as seeded by config.seed, and its per-example loss."""
-    from jbatch.train import point as point_lib
+  def __init__(self, config, workload, dataset, device_kind, jax_model, compile_model=False):
+    """The workload's PyTorch twin (workload.torch_twin) with the weights of `jax_model`,
+    and its per-example loss."""
     torch.manual_seed(config.seed)
     self.device = device_for(device_kind)
-    jax_model = point_lib.build_model(config, workload, config.seed, "cpu")
     model, self.loss = workload.torch_twin(jax_model)
     self.model = model.to(self.device)
     # On a GPU, convolutions in channels-last (NHWC) memory, as a tuned PyTorch run has them
