@@ -34,7 +34,7 @@ def run_study(study, workload, workdir, config=None):
   config = config if config is not None else STUDIES[study].default_config()
   config = config.copy_and_resolve_references()
   config.study = study
-  workload = identified(workload)
+  workload = identified(workload, config)
   studies = plan(config, workload)
   workdir_lib.check_writable(workdir)
   execute(config, json.dumps(config.to_dict(), sort_keys=True, default=str), studies, workdir)
@@ -51,20 +51,23 @@ def _grid_args(module, config, workload):
   return (workloads.load_data(config, workload).num_train,)
 
 
-def identified(workload):
+def identified(workload, config=None):
   """An in-memory workload with its origin ('python:NAME') and a hash of its functions'
-  source and of its data, so that changed code or data never resumes old records."""
+  source and of its data, so that changed code or data never resumes old records. It is
+  tried as a file's is (workloads/user.check), in the config's precision and target."""
   from jbatch import workloads
   from jbatch.workloads import user
   if workload.source_hash:
     return workload
+  workload = dataclasses.replace(workload, source=f"python:{workload.name}")
+  data = user.check(workload) if config is None else user.check(
+      workload, target=config.target.metric or None, seed=config.seed,
+      precision=config.get("precision", "float32"))
   digest = hashlib.sha1(user.object_hash(workload).encode())
-  data = user.check(workload)
   for a in (data.train_x, data.train_y, data.test_x, data.test_y, data.val_x, data.val_y):
     if a is not None:
       digest.update(np.ascontiguousarray(a).tobytes())
-  named = dataclasses.replace(workload, source=f"python:{workload.name}",
-                              source_hash=digest.hexdigest()[:12])
+  named = dataclasses.replace(workload, source_hash=digest.hexdigest()[:12])
   workloads.remember_data(named, data)
   return named
 

@@ -123,7 +123,7 @@ class HostLoop:
   """The same epoch as make_fused_epoch, one Python dispatch per step."""
 
   def __init__(self, train_step, plan, batch_sharding=None, jit=jax.jit):
-    self.train_step = train_step
+    self.train_step, self.zeros = train_step, None  # zeros: the metrics' start, once known
     self.full, self.tail = plan.full_steps, plan.tail
     batch_size, num_train = plan.batch_size, plan.num_train
     # Steps with an all-reduce queued ahead on CPU devices deadlock XLA's in-process
@@ -167,7 +167,9 @@ class HostLoop:
 
   def __call__(self, state, x, y, key):
     perm = self.permute(key)
-    metrics = getattr(self, "zeros", None) or self._zeros(state, x, y)
+    if self.zeros is None:
+      self.zeros = self._zeros(state, x, y)
+    metrics = self.zeros
     for i in range(self.full):
       state, metrics = self.step(state, metrics, x, y, perm, i)
       if self.sync:
